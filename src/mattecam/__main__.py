@@ -1,0 +1,5 @@
+"""Allow ``python -m mattecam``."""
+
+from mattecam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""The ``mattecam`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from mattecam import __version__
+from mattecam.config import Settings
+from mattecam.errors import ConfigError, MattecamError
+
+log = logging.getLogger("mattecam")
+
+DESCRIPTION = """\
+Replace, blur or recolour the background behind the person in a camera or video, and send
+the result to a video file or a preview window.
+
+Examples:
+  mattecam -i 0 --preview -b background.jpg      camera 0, picture background, in a window
+  mattecam -i talk.mp4 -o out.mp4 -b blur         a video file to a file, background blurred
+  mattecam -i /dev/video2 --width 1280 --height 720 --fps 30 --preview -b '#336699'
+  mattecam -i clip.mp4 -o null -v                 process as fast as possible, print fps
+
+Other commands (each has --help):
+  mattecam models [list|fetch|verify]             the segmentation models and their cache
+"""
+
+SUBCOMMANDS = ("models",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for a normal run."""
+    p = argparse.ArgumentParser(
+        prog="mattecam",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = Settings.__dataclass_fields__
+    io = p.add_argument_group("input and output")
+    io.add_argument(
+        "-i", "--input", default=d["input"].default, metavar="SOURCE",
+        help="camera number (0), camera device (/dev/video0) or video file (default: 0).",
+    )  # fmt: skip
+    io.add_argument(
+        "--loop", action="store_true",
+        help="play a video file input over and over instead of stopping at its end.",
+    )  # fmt: skip
+    io.add_argument(
+        "-o", "--output", action="append", default=[], metavar="OUTPUT",
+        help="where the result goes: a video file (.mp4, .mkv, .mov, .webm; it gets the "
+        "input's frame rate) or 'null' to discard frames (for measuring speed). May be given "
+        "more than once.",
+    )  # fmt: skip
+    io.add_argument(
+        "--preview", action="store_true",
+        help="show the result in a window; press q or Esc (or close it) to quit.",
+    )  # fmt: skip
+    io.add_argument(
+        "--width", type=int, metavar="PIXELS",
+        help="output width; the picture is scaled to cover it and cropped, never stretched. "
+        "For a camera, also the width asked of the camera. Default: the input's.",
+    )  # fmt: skip
+    io.add_argument("--height", type=int, metavar="PIXELS", help="output height (see --width).")
+    io.add_argument(
+        "--fps", type=float,
+        help="frame rate to ask of the camera and to write live outputs at "
+        "(default: the input's).",
+    )  # fmt: skip
+    io.add_argument(
+        "--camera-format", choices=("auto", "mjpeg", "yuyv"), default="auto",
+        help="pixel format to ask of the camera: mjpeg is what most USB webcams need for HD "
+        "at 30 fps; auto picks mjpeg above 640x480 (default: auto).",
+    )  # fmt: skip
+    io.add_argument(
+        "--mirror", action="store_true",
+        help="flip the picture left-right, like a mirror.",
+    )  # fmt: skip
+
+    bg = p.add_argument_group("background")
+    bg.add_argument(
+        "-b", "--background", default=d["background"].default, metavar="BACKGROUND",
+        help="an image file (scaled to cover the frame), a video file (looped), 'blur' (the "
+        "room, blurred), 'none' (no change), or a colour: a name like green, #RRGGBB or "
+        "R,G,B (default: green).",
+    )  # fmt: skip
+    bg.add_argument(
+        "--blur", type=float, default=d["blur_strength"].default, dest="blur_strength",
+        metavar="STRENGTH",
+        help="how strong the 'blur' background is, 0-100: the blur radius in pixels at 720p "
+        "(default: %(default)g).",
+    )  # fmt: skip
+
+    seg = p.add_argument_group("segmentation")
+    seg.add_argument(
+        "--model", default=d["model"].default,
+        help="'landscape' (256x144 input, fastest; best for 16:9 video), 'general' (256x256 "
+        "input) or a path to a .tflite selfie segmentation model. Named models are "
+        "downloaded on first use; see `mattecam models` (default: landscape).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--threads", type=int, default=1,
+        help="threads for the model (default: 1; more is rarely faster on small machines).",
+    )  # fmt: skip
+
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="print a status line every 2 s (fps in/out, drops, latency) and full error "
+        "details; -vv for debug logs.",
+    )  # fmt: skip
+    p.add_argument("--version", action="version", version=f"mattecam {__version__}")
+    return p
+
+
+def build_models_parser() -> argparse.ArgumentParser:
+    """The parser for ``mattecam models``."""
+    p = argparse.ArgumentParser(
+        prog="mattecam models",
+        description="List, fetch and verify the segmentation models. They come from the "
+        "mediapipe 0.10.21 wheel on PyPI (downloaded with pip; mediapipe itself is not "
+        "installed) and are kept in ~/.cache/mattecam/models ($MATTECAM_CACHE_DIR overrides).",
+    )
+    p.add_argument(
+        "action", nargs="?", choices=("list", "fetch", "verify"), default="list",
+        help="list (default): show models and whether they are cached; fetch: download "
+        "missing ones; verify: check the cached files' checksums (exit 1 if any is bad).",
+    )  # fmt: skip
+    p.add_argument("--force", action="store_true", help="fetch again even if cached.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail.")
+    return p
+
+
+def setup_logging(verbose: int) -> None:
+    """Log to stderr: warnings by default, info with -v, debug with -vv."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="mattecam: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        logging.getLogger("mattecam").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mattecam`` script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return _guarded(lambda: run_models(args[1:]), verbose=_count_verbose(args))
+    return _guarded(lambda: run_main(args), verbose=_count_verbose(args))
+
+
+def _count_verbose(args: list[str]) -> int:
+    n = 0
+    for a in args:
+        if a == "--verbose":
+            n += 1
+        elif a.startswith("-") and not a.startswith("--") and set(a[1:]) == {"v"}:
+            n += len(a) - 1
+    return n
+
+
+def _guarded(fn: Callable[[], int], *, verbose: int) -> int:
+    """Run ``fn``, turning errors into one message and a non-zero exit code."""
+    try:
+        return fn()
+    except MattecamError as e:
+        if verbose:
+            log.exception("error")
+        print(f"mattecam: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mattecam: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if verbose:
+            log.exception("unexpected error")
+        print(
+            f"mattecam: unexpected error: {type(e).__name__}: {e}\n"
+            "Run again with -v for details, and please report it.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def settings_from_args(ns: argparse.Namespace) -> Settings:
+    """Turn parsed options into validated :class:`Settings`."""
+    return Settings(
+        input=ns.input,
+        outputs=tuple(ns.output),
+        preview=ns.preview,
+        background=ns.background,
+        blur_strength=ns.blur_strength,
+        width=ns.width,
+        height=ns.height,
+        fps=ns.fps,
+        loop=ns.loop,
+        model=ns.model,
+        camera_format=ns.camera_format,
+        threads=ns.threads,
+        mirror=ns.mirror,
+    )
+
+
+def run_main(argv: list[str]) -> int:
+    """``mattecam [options]``: run the pipeline until the input ends or the user stops it."""
+    ns = build_parser().parse_args(argv)
+    setup_logging(ns.verbose)
+    settings = settings_from_args(ns)
+    from mattecam.app import build_pipeline
+
+    pipeline = build_pipeline(settings)
+    with _stop_on_signals(pipeline.stop):
+        metrics = pipeline.run(
+            status_interval=2.0 if ns.verbose else None,
+            on_status=lambda line: print(f"mattecam: {line}", file=sys.stderr),
+        )
+    if ns.verbose:
+        print(
+            f"mattecam: done: {metrics.captured} frames in, {metrics.processed} processed, "
+            f"{metrics.written} written",
+            file=sys.stderr,
+        )
+    return 0
+
+
+class _stop_on_signals:  # noqa: N801 - used like a function
+    """While active, SIGINT and SIGTERM call ``stop`` (a clean shutdown) instead of killing.
+
+    A second SIGINT during shutdown raises KeyboardInterrupt, for a user who cannot wait.
+    Only the main thread may install signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._old: dict[int, object] = {}
+        self._count = 0
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self._count += 1
+        if signum == signal.SIGINT and self._count > 1:
+            raise KeyboardInterrupt
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        self._stop()
+
+    def __enter__(self) -> _stop_on_signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def run_models(argv: list[str]) -> int:
+    """``mattecam models``: list, fetch or verify the cached models."""
+    from mattecam.segmentation import models
+
+    ns = build_models_parser().parse_args(argv)
+    setup_logging(ns.verbose)
+    if ns.action == "fetch":
+        paths = models.fetch(force=ns.force)
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        return 0
+    bad = 0
+    print(f"cache: {models.cache_dir()}")
+    for info in models.MODELS.values():
+        path = models.cached_path(info)
+        if not path.is_file():
+            state = "not cached (mattecam models fetch)"
+            bad += ns.action == "verify"
+        elif ns.action == "verify" or ns.verbose:
+            ok = models.verify(info, path)
+            state = "ok (sha256 verified)" if ok else "CORRUPT (mattecam models fetch --force)"
+            bad += not ok
+        else:
+            state = "cached"
+        w, h = info.input_size
+        print(f"{info.name:10} {w}x{h}  {state}\n           {info.description}")
+    if bad:
+        raise ConfigError(f"{bad} model(s) missing or corrupt; run `mattecam models fetch`.")
+    return 0

@@ -1,0 +1,231 @@
+"""What goes behind the person: an image, a colour, the blurred room, a video, or nothing."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mattecam.compositing.blend import cover_fit
+from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatError
+from mattecam.frame import Image
+from mattecam.matte.base import Matte
+
+log = logging.getLogger(__name__)
+
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {  # RGB
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "red": (255, 0, 0),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "gray": (128, 128, 128),
+    "grey": (128, 128, 128),
+    "magenta": (255, 0, 255),
+}
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """``green``, ``#00ff00``, ``00ff00`` or ``0,255,0`` (RGB) -> a BGR triple.
+
+    Raises:
+        ConfigError: not a colour.
+    """
+    t = text.strip().lower()
+    rgb: tuple[int, ...] | None = None
+    if t in NAMED_COLORS:
+        rgb = NAMED_COLORS[t]
+    elif m := re.fullmatch(r"#?([0-9a-f]{6})", t):
+        rgb = tuple(int(m.group(1)[i : i + 2], 16) for i in (0, 2, 4))
+    elif re.fullmatch(r"\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}", t):
+        rgb = tuple(int(v) for v in t.split(","))
+    if rgb is None or any(v > 255 for v in rgb):
+        raise ConfigError(
+            f"{text!r} is not a colour: use a name ({', '.join(NAMED_COLORS)}), #RRGGBB or R,G,B."
+        )
+    r, g, b = rgb
+    return b, g, r
+
+
+class Background(ABC):
+    """Renders the picture behind the person for one frame.
+
+    :meth:`render` is called from the processing thread once per frame with the camera frame
+    and its matte, and returns a BGR uint8 image of the same size (it may be cached and must
+    not be modified by the caller). ``close()`` may be called more than once.
+    """
+
+    #: False only for the pass-through background, which skips compositing altogether.
+    replaces = True
+
+    @abstractmethod
+    def render(self, frame: Image, matte: Matte) -> Image:
+        """The background for ``frame`` (same shape)."""
+
+    def close(self) -> None:  # noqa: B027 - most backgrounds hold no resources
+        """Release files or decoders."""
+
+
+class NoBackground(Background):
+    """Pass-through: the camera picture unchanged."""
+
+    replaces = False
+
+    def render(self, frame: Image, matte: Matte) -> Image:
+        return frame
+
+
+class ColorBackground(Background):
+    """A flat colour (BGR)."""
+
+    def __init__(self, bgr: tuple[int, int, int]) -> None:
+        self.bgr = bgr
+        self._cache = np.empty((0, 0, 3), np.uint8)
+
+    def render(self, frame: Image, matte: Matte) -> Image:
+        if self._cache.shape != frame.shape:
+            self._cache = np.empty(frame.shape, np.uint8)
+            self._cache[:] = self.bgr
+        return self._cache
+
+
+class ImageBackground(Background):
+    """A picture scaled to cover the frame (never stretched), cached per frame size."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.image = load_image(path)
+        self._cache = np.empty((0, 0, 3), np.uint8)
+
+    def render(self, frame: Image, matte: Matte) -> Image:
+        if self._cache.shape != frame.shape:
+            h, w = frame.shape[:2]
+            self._cache = cover_fit(self.image, w, h)
+        return self._cache
+
+
+def load_image(path: Path) -> Image:
+    """Read an image file as BGR uint8, with clear errors for missing or undecodable files."""
+    if not path.is_file():
+        raise InputNotFoundError(f"background image {path} does not exist; check the path.")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise UnsupportedFormatError(
+            f"{path} is not an image mattecam can read; use a JPEG, PNG, WebP, BMP or TIFF file."
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+class BlurBackground(Background):
+    """The room behind the person, blurred; the person never bleeds into it.
+
+    The blur is a normalised convolution of the background alone: blur(frame * (1 - a)) /
+    blur(1 - a), so pixels near the person are filled from the surrounding room rather than
+    from the person (mask before blur). It runs at reduced resolution (a full-resolution
+    Gaussian costs ~58 ms at 720p, this well under 1 ms) and is enlarged bilinearly, which a
+    strong blur hides.
+
+    ``strength`` is the Gaussian sigma in output pixels at 720p height (scaled with the frame
+    height, so the look does not change with resolution); 0 disables blurring.
+    """
+
+    def __init__(self, strength: float = 12.0) -> None:
+        if not 0 <= strength <= 100:
+            raise ConfigError(f"blur strength must be between 0 and 100, got {strength}")
+        self.strength = strength
+
+    def render(self, frame: Image, matte: Matte) -> Image:
+        if self.strength == 0:
+            return frame
+        h, w = frame.shape[:2]
+        sigma = self.strength * h / 720.0
+        # Work at a scale where sigma is ~3 px: enough samples for a smooth Gaussian.
+        scale = min(1.0, max(3.0 / sigma, 1.0 / 16.0))
+        sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+        small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        weight = cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA)
+        # Background weight, with the person's edge pushed outwards so its rim does not leak.
+        weight = cv2.erode(255 - weight, np.ones((3, 3), np.uint8)).astype(np.float32) / 255.0
+        s = sigma * scale
+        num = cv2.GaussianBlur(small * weight[..., None], (0, 0), s)
+        den = cv2.GaussianBlur(weight, (0, 0), s)
+        # Where no background is near at all (a frame filled by the person), fall back to the
+        # plain blur: the person covers it anyway.
+        plain = cv2.GaussianBlur(small, (0, 0), s)
+        ok = den > 1e-2
+        bg = np.where(ok[..., None], num / np.maximum(den, 1e-2)[..., None], plain)
+        bg_u8 = np.clip(bg, 0, 255).astype(np.uint8)
+        return np.asarray(cv2.resize(bg_u8, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
+class VideoBackground(Background):
+    """A video file played in a loop, one video frame per output frame, scaled to cover."""
+
+    def __init__(self, path: Path) -> None:
+        from mattecam.sources.file import open_container
+
+        self.path = path
+        self._container: Any = open_container(path)
+        self._frames = self._decode()
+        self._first = next(self._frames, None)
+        if self._first is None:
+            self.close()
+            raise UnsupportedFormatError(f"background video {path} has no video frames.")
+
+    def _decode(self) -> Iterator[Image]:
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        while True:
+            got = False
+            for vf in self._container.decode(stream):
+                got = True
+                yield np.asarray(vf.to_ndarray(format="bgr24"), np.uint8)
+            if not got:
+                return
+            self._container.seek(0)
+
+    def render(self, frame: Image, matte: Matte) -> Image:
+        h, w = frame.shape[:2]
+        if self._first is not None:
+            image, self._first = self._first, None
+        else:
+            image = next(self._frames)
+        return cover_fit(image, w, h)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".gif"}
+
+
+def make_background(spec: str, *, blur_strength: float = 12.0) -> Background:
+    """Build a background from ``-b``: ``blur``, ``none``, a colour, or an image/video path."""
+    s = spec.strip()
+    if s.lower() == "blur":
+        return BlurBackground(blur_strength)
+    if s.lower() in ("none", "off"):
+        return NoBackground()
+    path = Path(s).expanduser()
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if not path.is_file():
+            raise InputNotFoundError(f"background video {path} does not exist; check the path.")
+        return VideoBackground(path)
+    if path.exists() or path.suffix or "/" in s:
+        return ImageBackground(path)
+    try:
+        return ColorBackground(parse_color(s))
+    except ConfigError:
+        raise ConfigError(
+            f"background {spec!r} is neither a file nor a colour: give an image or video path, "
+            "a colour (green, #RRGGBB, R,G,B), 'blur' or 'none'."
+        ) from None

@@ -1,0 +1,55 @@
+"""Alpha blending in uint8 with OpenCV, reusing buffers between frames."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mattecam.frame import Image
+from mattecam.matte.base import Matte
+
+
+def cover_fit(image: Image, width: int, height: int) -> Image:
+    """Scale ``image`` to cover width x height keeping its aspect ratio, then centre-crop.
+
+    Never stretches: the excess of the longer side is cut equally from both ends.
+    """
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (width, height):
+        return image
+    scale = max(width / iw, height / ih)
+    sw, sh = max(width, round(iw * scale)), max(height, round(ih * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scaled = cv2.resize(image, (sw, sh), interpolation=interp)
+    x, y = (sw - width) // 2, (sh - height) // 2
+    return np.ascontiguousarray(scaled[y : y + height, x : x + width])
+
+
+class Compositor:
+    """``out = fg * a + bg * (1 - a)`` with ``a = matte / 255``, all in uint8.
+
+    OpenCV's saturating uint8 multiply and add release the GIL and avoid the float32
+    temporaries a NumPy expression would allocate (about 4x faster at 720p). Buffers are kept
+    between frames of the same size, so the hot path allocates nothing but its result.
+    Not thread-safe: one per processing thread.
+    """
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, ...] = ()
+        self._a3 = np.empty(0, np.uint8)
+        self._inv3 = np.empty(0, np.uint8)
+        self._fg = np.empty(0, np.uint8)
+
+    def composite(self, fg: Image, bg: Image, matte: Matte) -> Image:
+        """Blend ``fg`` (the camera frame) over ``bg`` through ``matte``; returns a new image."""
+        if fg.shape != self._shape:
+            self._shape = fg.shape
+            self._a3 = np.empty(fg.shape, np.uint8)
+            self._inv3 = np.empty(fg.shape, np.uint8)
+            self._fg = np.empty(fg.shape, np.uint8)
+        cv2.cvtColor(matte, cv2.COLOR_GRAY2BGR, dst=self._a3)
+        cv2.bitwise_not(self._a3, dst=self._inv3)
+        cv2.multiply(fg, self._a3, dst=self._fg, scale=1.0 / 255.0)
+        out = cv2.multiply(bg, self._inv3, scale=1.0 / 255.0)
+        cv2.add(out, self._fg, dst=out)
+        return np.asarray(out, dtype=np.uint8)

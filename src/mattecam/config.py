@@ -1,0 +1,60 @@
+"""Typed, validated run settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mattecam.errors import ConfigError
+from mattecam.sources.camera import CAMERA_FORMATS
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Everything one run of mattecam needs; built from the command line.
+
+    Sizes are in pixels, ``fps`` in frames per second, ``blur_strength`` is the Gaussian sigma
+    in pixels at 720p height (scaled with the frame).
+    """
+
+    input: str = "0"
+    outputs: tuple[str, ...] = ()
+    preview: bool = False
+    background: str = "green"
+    blur_strength: float = 12.0
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    loop: bool = False
+    model: str = "landscape"
+    camera_format: str = "auto"
+    threads: int = 1
+    mirror: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and not 16 <= value <= 7680:
+                raise ConfigError(f"--{name} must be between 16 and 7680 pixels, got {value}.")
+        if self.fps is not None and not 1 <= self.fps <= 240:
+            raise ConfigError(f"--fps must be between 1 and 240, got {self.fps:g}.")
+        if not 0 <= self.blur_strength <= 100:
+            raise ConfigError(f"--blur must be between 0 and 100, got {self.blur_strength:g}.")
+        if self.camera_format not in CAMERA_FORMATS:
+            raise ConfigError(
+                f"--camera-format must be one of {', '.join(CAMERA_FORMATS)}, "
+                f"got {self.camera_format!r}."
+            )
+        if not 1 <= self.threads <= 16:
+            raise ConfigError(f"--threads must be between 1 and 16, got {self.threads}.")
+        if not self.outputs and not self.preview:
+            raise ConfigError(
+                "no output: give -o FILE.mp4 (a video file), -o null (discard, for measuring), "
+                "and/or --preview (a window)."
+            )
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """Requested output (width, height); a missing side is 0 (follow the input's aspect)."""
+        if self.width is None and self.height is None:
+            return None
+        return self.width or 0, self.height or 0

@@ -1,0 +1,1 @@
+"""Evaluation utilities for scoring predicted person mattes against ground truth."""

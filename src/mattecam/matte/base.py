@@ -1,0 +1,29 @@
+"""The refinement contract."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mattecam.frame import Image
+from mattecam.segmentation.base import Alpha
+
+Matte = NDArray[np.uint8]
+"""A full-resolution matte: uint8, 255 = person, 0 = background, shape (height, width)."""
+
+
+class Refiner(ABC):
+    """Turns the model's soft mask into a full-resolution matte for one frame.
+
+    Called from the processing thread only, once per frame in capture order; implementations
+    may keep temporal state between calls. :meth:`reset` forgets that state (a new clip).
+    """
+
+    @abstractmethod
+    def refine(self, alpha: Alpha, frame: Image) -> Matte:
+        """``alpha`` at model resolution (float32 0..1) and the full BGR frame -> matte."""
+
+    def reset(self) -> None:  # noqa: B027 - stateless refiners need nothing
+        """Forget temporal state."""

@@ -1,0 +1,216 @@
+"""Wires source -> process -> output with named threads and one-slot handoffs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+
+from mattecam.errors import MattecamError
+from mattecam.frame import Frame
+from mattecam.metrics import Metrics
+from mattecam.process import FrameProcessor
+from mattecam.sinks.base import Sink
+from mattecam.slot import Slot, SlotClosed
+from mattecam.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 5.0
+POLL = 0.1  # seconds every blocking wait lasts at most, so stop requests are seen
+
+
+class Pipeline:
+    """Runs a source, a processor and sinks until the input ends or ``stop`` is set.
+
+    Threads: ``capture`` (reads and decodes), ``process`` (segment, refine, composite) and
+    ``output`` (writes to every sink). Between them a :class:`~mattecam.slot.Slot`:
+
+    * batch mode (a file to files): lossless slots, every frame is written once, as fast as
+      the machine allows;
+    * live mode (a camera, a paced file, a window or virtual camera): newest-frame-wins
+      slots, so latency never builds up, and the output runs on its own clock: a new frame is
+      written as soon as it is ready (but not faster than the frame rate), and the last frame
+      is written again when processing falls behind by a whole frame interval, so consumers
+      never stall.
+
+    The first exception in any thread stops the pipeline and is re-raised by :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        processor: FrameProcessor,
+        sinks: Sequence[Sink],
+        *,
+        live: bool,
+        fps: float | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.source = source
+        self.processor = processor
+        self.sinks = list(sinks)
+        self.live = live
+        self._fps = fps
+        self.metrics = metrics or Metrics()
+        self.stop_event = threading.Event()
+        self._errors: list[BaseException] = []
+        self._in: Slot[Frame] = Slot(lossless=not live)
+        self._out: Slot[Frame] = Slot(lossless=not live)
+
+    @property
+    def fps(self) -> float:
+        """Output frame rate: the one asked for, else the source's."""
+        return self._fps or self.source.fps
+
+    def run(
+        self,
+        *,
+        status_interval: float | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> Metrics:
+        """Open everything, run to the end (or until :attr:`stop_event`), close everything.
+
+        Sinks are closed (files finalised) on a normal end or a stop request, and aborted
+        (partial files removed) when an error occurred.
+        """
+        with ExitStack() as stack:
+            self.source.open()
+            stack.callback(self.source.close)
+            log.info("input: %s", self.source.describe())
+            for sink in self.sinks:
+                sink.open(self.source.size, self.fps)
+                stack.push(sink)  # Sink.__exit__ closes or aborts
+                log.info("output: %s", sink.describe())
+            stack.callback(self.processor.close)
+            self._run_threads(status_interval, on_status)
+            if self._errors:
+                raise self._errors[0]
+        return self.metrics
+
+    def _run_threads(
+        self, status_interval: float | None, on_status: Callable[[str], None] | None
+    ) -> None:
+        threads = [
+            threading.Thread(target=self._guard(self._capture), name="capture", daemon=True),
+            threading.Thread(target=self._guard(self._process), name="process", daemon=True),
+            threading.Thread(target=self._guard(self._output), name="output", daemon=True),
+        ]
+        self.metrics.started = time.monotonic()
+        for t in threads:
+            t.start()
+        prev = self.metrics.snapshot()
+        next_status = time.monotonic() + (status_interval or 0)
+        try:
+            while any(t.is_alive() for t in threads):
+                threads[-1].join(POLL)
+                if status_interval and on_status and time.monotonic() >= next_status:
+                    on_status(self.metrics.status_line(prev))
+                    prev = self.metrics.snapshot()
+                    next_status += status_interval
+        finally:
+            self.stop_event.set()
+            self._in.close()
+            self._out.close()
+            for t in threads:
+                t.join(JOIN_TIMEOUT)
+                if t.is_alive():
+                    log.warning("thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT)
+
+    def stop(self) -> None:
+        """Ask every thread to finish; safe from any thread and from signal handlers."""
+        self.stop_event.set()
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except SlotClosed:
+                pass  # the other side shut down
+            except BaseException as e:
+                if not isinstance(e, MattecamError):
+                    log.debug("%s thread failed", threading.current_thread().name, exc_info=True)
+                self._errors.append(e)
+                self.stop_event.set()
+
+        return run
+
+    def _put(self, slot: Slot[Frame], frame: Frame) -> bool:
+        """Hand ``frame`` on; in lossless mode wait for room unless stopping."""
+        while not slot.put(frame, timeout=POLL):
+            if self.stop_event.is_set():
+                return False
+        return True
+
+    def _capture(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    log.info("end of input after %d frames", self.metrics.captured)
+                    return
+                self.metrics.captured += 1
+                if not self._put(self._in, frame):
+                    return
+                self.metrics.dropped_before_process = self._in.dropped
+        finally:
+            self._in.close()
+
+    def _process(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                frame = self._in.get(timeout=POLL)
+                if frame is None:
+                    continue
+                out = self.processor.process(frame)
+                self.metrics.processed += 1
+                if not self._put(self._out, out):
+                    return
+                self.metrics.dropped_before_output = self._out.dropped
+        finally:
+            self._out.close()
+
+    def _write(self, frame: Frame, *, repeat: bool) -> None:
+        t = time.perf_counter()
+        for sink in self.sinks:
+            sink.write(frame)
+        m = self.metrics
+        m.written += 1
+        if repeat:
+            m.repeats += 1
+        else:
+            frame.timings["write"] = (time.perf_counter() - t) * 1e3
+            m.record_written(frame.timings, (time.monotonic() - frame.t_capture) * 1e3)
+        if any(s.stop_requested for s in self.sinks):
+            self.stop_event.set()
+
+    def _output(self) -> None:
+        if not self.live:
+            while not self.stop_event.is_set():
+                frame = self._out.get(timeout=POLL)
+                if frame is not None:
+                    self._write(frame, repeat=False)
+            return
+        period = 1.0 / self.fps
+        min_gap = 0.75 * period  # never faster than the frame rate, with some slack for jitter
+        last: Frame | None = None
+        last_write = float("-inf")
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            deadline = last_write + period if last is not None else now + POLL
+            frame = self._out.get(timeout=min(max(deadline - now, 0.0), POLL))
+            now = time.monotonic()
+            if frame is not None:
+                wait = last_write + min_gap - now
+                if wait > 0:
+                    self.stop_event.wait(wait)
+                    frame = self._out.get(timeout=0) or frame
+                    now = time.monotonic()
+                last, last_write = frame, now
+                self._write(frame, repeat=False)
+            elif last is not None and now >= deadline:
+                # Processing is late: keep the consumer fed with the last frame, on cadence.
+                last_write = max(deadline, now - period)
+                self._write(last, repeat=True)

@@ -1,0 +1,65 @@
+"""The processing stage: segment, refine and composite one frame."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from mattecam.compositing.backgrounds import Background
+from mattecam.compositing.blend import Compositor
+from mattecam.frame import Frame
+from mattecam.matte.base import Refiner
+from mattecam.segmentation.base import Segmenter
+
+
+class FrameProcessor:
+    """Turns a camera frame into the composited output frame.
+
+    Owned by the processing thread. The output frame keeps the input's ``seq``, ``t_capture``
+    and ``pts`` and adds per-stage timings in milliseconds: ``preprocess``, ``inference``,
+    ``refine``, ``composite`` (background rendering included).
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        refiner: Refiner,
+        background: Background,
+        *,
+        mirror: bool = False,
+    ) -> None:
+        self.segmenter = segmenter
+        self.refiner = refiner
+        self.background = background
+        self.mirror = mirror
+        self._compositor = Compositor()
+
+    def process(self, frame: Frame) -> Frame:
+        image = frame.image
+        timings = frame.timings
+        if self.mirror:
+            image = np.asarray(cv2.flip(image, 1), np.uint8)
+        if not self.background.replaces:
+            return Frame(image, frame.seq, frame.t_capture, frame.pts, timings)
+        t0 = time.perf_counter()
+        tensor = self.segmenter.preprocess(image)
+        t1 = time.perf_counter()
+        alpha = self.segmenter.run(tensor)
+        t2 = time.perf_counter()
+        matte = self.refiner.refine(alpha, image)
+        t3 = time.perf_counter()
+        bg = self.background.render(image, matte)
+        out = self._compositor.composite(image, bg, matte)
+        t4 = time.perf_counter()
+        timings["preprocess"] = (t1 - t0) * 1e3
+        timings["inference"] = (t2 - t1) * 1e3
+        timings["refine"] = (t3 - t2) * 1e3
+        timings["composite"] = (t4 - t3) * 1e3
+        return Frame(out, frame.seq, frame.t_capture, frame.pts, timings)
+
+    def close(self) -> None:
+        """Release the model and the background."""
+        self.segmenter.close()
+        self.background.close()

@@ -1,0 +1,73 @@
+"""The segmentation contract: a BGR frame in, a soft person mask at model resolution out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mattecam.frame import Image
+
+Alpha = NDArray[np.float32]
+"""A soft matte: float32 person probability in [0, 1], shape (height, width)."""
+
+
+class Segmenter(ABC):
+    """Finds the person in a frame.
+
+    Called from the processing thread only. ``close()`` may be called more than once.
+    """
+
+    #: (width, height) of the model input; the mask from :meth:`run` has this size.
+    input_size: tuple[int, int]
+
+    def preprocess(self, image: Image) -> NDArray[np.float32]:
+        """Resize a full BGR frame to the model input: RGB float32 in [0, 1], (1, h, w, 3).
+
+        The frame is stretched, not cropped, so the mask maps back to the whole frame.
+        """
+        w, h = self.input_size
+        small = shrink(image, w, h)
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        return (rgb.astype(np.float32) * (1.0 / 255.0))[np.newaxis]
+
+    @abstractmethod
+    def run(self, tensor: NDArray[np.float32]) -> Alpha:
+        """Run the model on a tensor from :meth:`preprocess`; returns a soft mask (h, w)."""
+
+    def infer(self, image: Image) -> Alpha:
+        """Soft person mask of a BGR frame, at the model's input resolution."""
+        return self.run(self.preprocess(image))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model."""
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def shrink(image: Image, width: int, height: int) -> Image:
+    """Downscale with good quality at low cost.
+
+    ``INTER_AREA`` straight from HD to the model size is slow (~6 ms from 1080p); a linear
+    resize to twice the target followed by an exact 2:1 area reduction costs ~0.4 ms and
+    averages the same way.
+    """
+    h, w = image.shape[:2]
+    if w >= 4 * width and h >= 4 * height:
+        image = np.asarray(
+            cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR), np.uint8
+        )
+    interp = cv2.INTER_AREA if w >= width and h >= height else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(image, (width, height), interpolation=interp), dtype=np.uint8)

@@ -1,0 +1,61 @@
+"""Segmentation with a TFLite model run by LiteRT (ai-edge-litert) on XNNPACK."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mattecam.errors import ModelError
+from mattecam.segmentation.base import Alpha, Segmenter
+
+log = logging.getLogger(__name__)
+
+
+class LiteRTSegmenter(Segmenter):
+    """Runs a MediaPipe-style selfie segmentation model: (1, h, w, 3) RGB float in [0, 1] in,
+    (1, h, w, 1) or (1, h, w) person probability out.
+
+    One interpreter thread by default: multi-threaded kernels slow down when the other core is
+    busy, while the pipeline already overlaps decode and inference on separate threads.
+    """
+
+    def __init__(self, path: Path, *, threads: int = 1) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:  # pragma: no cover - a dependency of the package
+            raise ModelError(
+                f"ai-edge-litert is not installed ({e}); pip install ai-edge-litert"
+            ) from e
+        try:
+            self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(
+                f"cannot load {path} as a TFLite segmentation model ({e}). Use a MediaPipe "
+                "selfie segmentation .tflite file, or `mattecam models verify`."
+            ) from e
+        inp = self._interp.get_input_details()
+        out = self._interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"{path}: expected one input and one output tensor")
+        shape = tuple(int(x) for x in inp[0]["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or inp[0]["dtype"] != np.float32:
+            raise ModelError(f"{path}: expected a float32 input of shape (1, h, w, 3), got {shape}")
+        self.input_size = (shape[2], shape[1])
+        self._in_index = int(inp[0]["index"])
+        self._out_index = int(out[0]["index"])
+        log.debug("loaded %s, input %dx%d", path, *self.input_size)
+
+    def run(self, tensor: NDArray[np.float32]) -> Alpha:
+        self._interp.set_tensor(self._in_index, tensor)
+        self._interp.invoke()
+        w, h = self.input_size
+        out = self._interp.get_tensor(self._out_index)
+        return np.asarray(out, dtype=np.float32).reshape(h, w)
+
+    def close(self) -> None:
+        self._interp = None

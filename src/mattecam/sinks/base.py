@@ -1,0 +1,60 @@
+"""The sink contract: where composited frames go."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from mattecam.frame import Frame
+
+
+class Sink(ABC):
+    """An output: a file, a preview window, a virtual camera, or nothing.
+
+    Lifecycle: :meth:`open` once from the main thread (it may raise a
+    :class:`~mattecam.errors.MattecamError` naming the fix, and must then leave nothing
+    behind); :meth:`write` from the output thread only; then exactly one of :meth:`close`
+    (finish normally: finalise files) or :meth:`abort` (an error happened: remove partial
+    output) from the main thread once the output thread has stopped. Both are idempotent.
+    """
+
+    #: Whether the sink wants frames on a steady clock (a window, a virtual camera) rather
+    #: than once per processed frame (a file written from a file, in batch mode).
+    live = False
+    #: Set by the sink when the user asked it to stop (e.g. closed the preview window).
+    stop_requested = False
+    frames_written = 0
+
+    @abstractmethod
+    def open(self, size: tuple[int, int], fps: float) -> None:
+        """Prepare for ``size`` = (width, height) frames at ``fps`` frames per second."""
+
+    @abstractmethod
+    def write(self, frame: Frame) -> None:
+        """Output one BGR frame of the size given to :meth:`open`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish: flush and release. Idempotent."""
+
+    def abort(self) -> None:
+        """Release after an error, removing anything half-written. Idempotent."""
+        self.close()
+
+    def describe(self) -> str:
+        """One line for logs."""
+        return type(self).__name__
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()
