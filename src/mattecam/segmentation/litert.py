@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,9 @@ class LiteRTSegmenter(Segmenter):
                 f"ai-edge-litert is not installed ({e}); pip install ai-edge-litert"
             ) from e
         try:
-            self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
-            self._interp.allocate_tensors()
+            with _native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):
+                self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(
                 f"cannot load {path} as a TFLite segmentation model ({e}). Use a MediaPipe "
@@ -59,3 +64,22 @@ class LiteRTSegmenter(Segmenter):
 
     def close(self) -> None:
         self._interp = None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(active: bool) -> Iterator[None]:
+    """Hide what the C++ runtime prints straight to fd 2 while loading ("INFO: Created
+    TensorFlow Lite XNNPACK delegate"), which would clutter the CLI. Load errors still arrive
+    as exceptions. Used only before the pipeline threads start."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with Path(os.devnull).open("wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

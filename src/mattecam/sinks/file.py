@@ -45,11 +45,15 @@ class FileSink(Sink):
             raise SinkError(f"cannot write {self.path}: directory {parent} does not exist.")
         if self.path.is_dir():
             raise SinkError(f"cannot write {self.path}: it is a directory.")
-        self._tmp = parent / f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}"
+        tmp = parent / f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}"
         try:
-            self._container = av.open(str(self._tmp), mode="w")
+            # Create the file now: FFmpeg opens it lazily, and an unwritable location must
+            # fail here, before the camera is opened, not after the first frame.
+            tmp.open("xb").close()
+            self._tmp = tmp
+            self._container = av.open(str(tmp), mode="w")
         except (OSError, av.error.FFmpegError) as e:
-            self._tmp = None
+            self.abort()
             raise SinkError(
                 f"cannot write {self.path}: {e}. Choose a writable location with -o."
             ) from e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -68,35 +69,43 @@ class PreviewSink(Sink):
             self._ready.set()
             return
         try:
-            root.title(self.title)
-            label = tk.Label(root, borderwidth=0)
-            label.pack()
-            root.bind("<Key-q>", lambda _e: self._user_stop())
-            root.bind("<Escape>", lambda _e: self._user_stop())
-            root.protocol("WM_DELETE_WINDOW", self._user_stop)
-            state: dict[str, Any] = {"photo": None}
-
-            def poll() -> None:
-                if self._stop.is_set():
-                    root.quit()
-                    return
-                frame = self._slot.get(timeout=0)
-                if frame is not None:
-                    state["photo"] = tk.PhotoImage(data=self._ppm(frame), format="PPM")
-                    label.configure(image=state["photo"])
-                    self.frames_shown += 1
-                root.after(5, poll)
-
-            root.after(0, poll)
-            self._ready.set()
-            root.mainloop()
+            self._show(tk, root)
         except Exception as e:  # reported to the pipeline through stop_requested
             log.error("preview window failed: %s", e)
             self._error = e
             self.stop_requested = True
         finally:
             self._ready.set()
+            # Every Tk object must die on this thread: Tcl aborts if another thread frees it.
             root.destroy()
+            del root
+            gc.collect()
+
+    def _show(self, tk: Any, root: Any) -> None:
+        """The window's main loop; returns when :meth:`close` is called."""
+        root.title(self.title)
+        label = tk.Label(root, borderwidth=0)
+        label.pack()
+        root.bind("<Key-q>", lambda _e: self._user_stop())
+        root.bind("<Escape>", lambda _e: self._user_stop())
+        root.protocol("WM_DELETE_WINDOW", self._user_stop)
+        photo: list[Any] = []
+
+        def poll() -> None:
+            if self._stop.is_set():
+                root.quit()
+                return
+            frame = self._slot.get(timeout=0)
+            if frame is not None:
+                photo[:] = [tk.PhotoImage(data=self._ppm(frame), format="PPM")]
+                label.configure(image=photo[0])
+                self.frames_shown += 1
+            root.after(5, poll)
+
+        root.after(0, poll)
+        self._ready.set()
+        root.mainloop()
+        photo.clear()
 
     def _ppm(self, frame: Frame) -> bytes:
         image = frame.image

@@ -37,7 +37,9 @@ def open_container(path: Path) -> Any:
         ) from e
     if not container.streams.video:
         container.close()
-        raise UnsupportedFormatError(f"{path} has no video stream.")
+        raise UnsupportedFormatError(
+            f"{path} has no video stream (no video frames to read); give a video file."
+        )
     return container
 
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up mattecam on a fresh machine: a virtual environment in .venv with the package
+# installed, and the segmentation models fetched into the user's cache.
+#   bash scripts/setup.sh          # to run mattecam
+#   bash scripts/setup.sh --dev    # also test tools, and the system packages tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+if [ "$dev" = 1 ]; then
+    # Xvfb and xdotool: the preview window is tested in a real (virtual) X server.
+    need=()
+    command -v Xvfb >/dev/null || need+=(xvfb)
+    command -v xdotool >/dev/null || need+=(xdotool)
+    if [ ${#need[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+        elif command -v sudo >/dev/null; then
+            sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+        else
+            echo "setup: cannot install ${need[*]} (not root); the preview tests will be skipped" >&2
+        fi
+    fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$dev" = 1 ]; then
+    .venv/bin/python -m pip install -q -e '.[dev]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi
+.venv/bin/mattecam models fetch >/dev/null
+echo "setup: done; run .venv/bin/mattecam --help"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then lint, type-check and test.
+#   bash scripts/test.sh                   # the whole suite (VM tests only if MATTECAM_VM_TESTS=1)
+#   bash scripts/test.sh tests/test_cli.py # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh --dev
+
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
+.venv/bin/mypy
+
+marker="not vm"
+[ "${MATTECAM_VM_TESTS:-0}" = 1 ] && marker=""
+# pytest exits 5 when it collected no test: that is a failure here, as is any other non-zero.
+.venv/bin/python -m pytest -m "$marker" "$@"

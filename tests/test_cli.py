@@ -1,0 +1,178 @@
+"""The command line, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import read_frames, write_clip
+
+MATTECAM = [sys.executable, "-m", "mattecam"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MATTECAM, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_help_explains_every_option() -> None:
+    r = run("--help")
+    assert r.returncode == 0
+    for opt in ("--input", "--output", "--preview", "--background", "--blur", "--width",
+                "--height", "--fps", "--loop", "--model", "--camera-format", "--mirror",
+                "--verbose", "models"):  # fmt: skip
+        assert opt in r.stdout, opt
+    assert "null" in r.stdout and "blur" in r.stdout
+    assert run("models", "--help").returncode == 0
+
+
+def test_models_list_and_verify(model_cache: Path) -> None:
+    r = run("models")
+    assert r.returncode == 0
+    assert "landscape" in r.stdout and "general" in r.stdout
+    r = run("models", "verify")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("sha256 verified") == 2
+
+
+def test_end_to_end_on_a_real_clip(tmp_path: Path, shared_data: Path, model_cache: Path) -> None:
+    """A DAVIS clip with hand-made masks: where the mask says background, the output is the
+    chosen colour; where it says person, the output mostly keeps the input."""
+    clip_dir = shared_data / "videos" / "gt" / "tennis"
+    src = clip_dir / "tennis.mp4"
+    out = tmp_path / "out.mp4"
+    r = run("-i", str(src), "-o", str(out), "-b", "green")
+    assert r.returncode == 0, r.stderr
+    inputs, outputs = read_frames(src), read_frames(out)
+    assert len(outputs) == len(inputs) == 70
+    assert outputs[0].shape == inputs[0].shape
+    green = np.array([0, 255, 0])
+    bg_ok = bg_n = fg_ok = fg_n = 0
+    for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)):
+        mask = cv2.imread(str(clip_dir / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        bg, fg = mask == 0, mask > 127
+        err_bg = np.abs(b.astype(int) - green).max(axis=2)
+        err_fg = np.abs(b.astype(int) - a.astype(int)).max(axis=2)
+        bg_ok += np.count_nonzero(err_bg[bg] <= 30)
+        bg_n += np.count_nonzero(bg)
+        fg_ok += np.count_nonzero(err_fg[fg] <= 30)
+        fg_n += np.count_nonzero(fg)
+    assert bg_ok / bg_n >= 0.90
+    assert fg_ok / fg_n >= 0.5
+
+
+@pytest.mark.parametrize("background", ["blur", "none", "#3366ff", "image", "video"])
+def test_every_background_kind_runs(
+    tmp_path: Path, clip: Path, background: str, model_cache: Path
+) -> None:
+    if background == "image":
+        background = str(tmp_path / "bg.jpg")
+        cv2.imwrite(background, np.full((50, 80, 3), (200, 10, 10), np.uint8))
+    elif background == "video":
+        background = str(write_clip(tmp_path / "bg.mp4", n=4))
+    out = tmp_path / "out.mkv"
+    r = run("-i", str(clip), "-o", str(out), "-b", background, "--width", "128", "--height",
+            "72", "--model", "general", "--mirror")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    frames = read_frames(out)
+    assert len(frames) == 12
+    assert frames[0].shape == (72, 128, 3)
+
+
+def test_verbose_prints_status(clip: Path, model_cache: Path) -> None:
+    r = run("-i", str(clip), "-o", "null", "-v")
+    assert r.returncode == 0
+    assert "done: 12 frames in, 12 processed, 12 written" in r.stderr
+
+
+BAD_INPUTS = {
+    "missing input": (["-i", "{tmp}/nope.mp4", "-o", "{tmp}/o.mp4"], "does not exist"),
+    "not a video": (["-i", "{tmp}/text.mp4", "-o", "{tmp}/o.mp4"], "not a video"),
+    "zero frames": (["-i", "{tmp}/empty.mp4", "-o", "{tmp}/o.mp4"], "no video"),
+    "missing camera": (["-i", "/dev/video77", "-o", "{tmp}/o.mp4"], "mattecam devices"),
+    "missing background": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/bg.jpg"],
+                           "does not exist"),
+    "background not an image": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/text.png"],
+                                "not an image"),
+    "missing model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/m.tflite"],
+                      "does not exist"),
+    "corrupt model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/text.tflite"],
+                      "cannot load"),
+    "output dir missing": (["-i", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"], "does not exist"),
+    "output not writable": (["-i", "{clip}", "-o", "/proc/o.mp4"], "writable location"),
+    "output type": (["-i", "{clip}", "-o", "{tmp}/o.txt"], "unknown output"),
+    "no output": (["-i", "{clip}"], "no output"),
+    "bad colour": (["-i", "{clip}", "-o", "null", "-b", "notacolour"], "neither a file"),
+    "bad size": (["-i", "{clip}", "-o", "null", "--width", "3"], "--width"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_clear_error(
+    case: str, tmp_path: Path, clip: Path, model_cache: Path
+) -> None:
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "text.tflite").write_text("not a model")
+    import av
+
+    with av.open(str(tmp_path / "empty.mp4"), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        c.start_encoding()
+    before = set(tmp_path.iterdir())
+    args, expected = BAD_INPUTS[case]
+    r = run(*(a.format(tmp=tmp_path, clip=clip) for a in args))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("mattecam: error:"), r.stderr
+    assert expected in r.stderr
+    assert set(tmp_path.iterdir()) == before  # nothing half-written
+
+
+def test_verbose_error_shows_traceback(tmp_path: Path) -> None:
+    r = run("-i", str(tmp_path / "nope.mp4"), "-o", "null", "-v")
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_finalises_the_file(
+    tmp_path: Path, clip: Path, sig: signal.Signals, model_cache: Path
+) -> None:
+    out = tmp_path / "live.mp4"
+    proc = subprocess.Popen(
+        [*MATTECAM, "-i", str(clip), "--loop", "-o", str(out), "-v"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:  # wait until frames flow
+        if "output:" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"{sig.name} received" in err
+    frames = read_frames(out)
+    assert len(frames) > 10
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_python_dash_m_and_entry_point_agree() -> None:
+    exe = Path(sys.executable).with_name("mattecam")
+    if not exe.exists():
+        pytest.skip("entry point not installed in this environment")
+    a = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+    assert a.returncode == 0 and a.stdout.startswith("mattecam ")
+    assert os.access(exe, os.X_OK)

@@ -1,0 +1,186 @@
+"""The threaded pipeline: ordering, drop policy, output clock, errors and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_frames, write_clip
+from mattecam.compositing import ColorBackground
+from mattecam.errors import SourceError
+from mattecam.frame import Frame
+from mattecam.matte import BilinearRefiner
+from mattecam.pipeline import Pipeline
+from mattecam.process import FrameProcessor
+from mattecam.segmentation import LiteRTSegmenter
+from mattecam.sinks import FileSink, NullSink
+from mattecam.sources import FileSource
+
+THREAD_NAMES = {"capture", "process", "output"}
+
+
+class RecordingSink(NullSink):
+    """Keeps the sequence number and write time of every frame written."""
+
+    def __init__(self, *, live: bool = False, stop_after: int | None = None) -> None:
+        self.live = live
+        self.seqs: list[int] = []
+        self.times: list[float] = []
+        self.stop_after = stop_after
+        self.closed = 0
+        self.aborted = 0
+
+    def write(self, frame: Frame) -> None:
+        super().write(frame)
+        self.seqs.append(frame.seq)
+        self.times.append(time.monotonic())
+        if self.stop_after is not None and len(self.seqs) >= self.stop_after:
+            self.stop_requested = True
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def abort(self) -> None:
+        self.aborted += 1
+
+
+class SlowProcessor(FrameProcessor):
+    """The real processor, made slower or failing on demand (fault injection)."""
+
+    def __init__(self, base: FrameProcessor, *, delay: float = 0.0, fail_at: int = -1) -> None:
+        super().__init__(base.segmenter, base.refiner, base.background)
+        self.delay = delay
+        self.fail_at = fail_at
+
+    def process(self, frame: Frame) -> Frame:
+        if frame.seq == self.fail_at:
+            raise RuntimeError("injected failure")
+        time.sleep(self.delay)
+        return super().process(frame)
+
+
+@pytest.fixture
+def processor(landscape_model: Path) -> FrameProcessor:
+    return FrameProcessor(
+        LiteRTSegmenter(landscape_model), BilinearRefiner(), ColorBackground((0, 255, 0))
+    )
+
+
+def no_pipeline_threads() -> bool:
+    return not THREAD_NAMES & {t.name for t in threading.enumerate()}
+
+
+def test_batch_writes_every_frame_in_order(
+    tmp_path: Path, clip: Path, processor: FrameProcessor
+) -> None:
+    rec = RecordingSink()
+    out = tmp_path / "out.mp4"
+    p = Pipeline(FileSource(clip), processor, [rec, FileSink(out)], live=False)
+    m = p.run()
+    assert rec.seqs == list(range(12))
+    assert (m.captured, m.processed, m.written, m.repeats) == (12, 12, 12, 0)
+    assert m.dropped_before_process == m.dropped_before_output == 0
+    assert rec.closed == 1 and rec.aborted == 0
+    assert len(read_frames(out)) == 12
+    stages = m.stages()
+    for name in ("decode", "preprocess", "inference", "refine", "composite", "write"):
+        assert len(stages[name]) == 12, name
+    assert len(m.latency()) == 12
+    assert no_pipeline_threads()
+
+
+def test_slow_processing_drops_instead_of_queueing(
+    tmp_path: Path, processor: FrameProcessor
+) -> None:
+    """Input at 100 fps, processing at ~25 fps: frames are dropped, never queued, so latency
+    stays bounded; the output clock repeats frames to keep 100 fps."""
+    clip = write_clip(tmp_path / "fast.mp4", n=60, fps=100)
+    rec = RecordingSink(live=True)
+    slow = SlowProcessor(processor, delay=0.04)
+    p = Pipeline(FileSource(clip, realtime=True), slow, [rec], live=True)
+    m = p.run()
+    assert m.captured == 60
+    assert m.processed < 40
+    assert m.dropped_before_process > 20
+    assert m.repeats > 0
+    new = [s for i, s in enumerate(rec.seqs) if i == 0 or s != rec.seqs[i - 1]]
+    assert new == sorted(set(new))  # newer frames only, never back in time
+    assert new[-1] >= 55  # the end of the clip got through
+    # No build-up: latency stays within a few processing times.
+    assert np.percentile(m.latency(), 95) < 200
+    gaps = np.diff(rec.times)
+    assert np.median(gaps) == pytest.approx(0.01, abs=0.004)  # steady output clock
+
+
+def test_live_output_repeats_when_processing_stalls(
+    tmp_path: Path, processor: FrameProcessor
+) -> None:
+    clip = write_clip(tmp_path / "c.mp4", n=5, fps=10)
+    rec = RecordingSink(live=True)
+    slow = SlowProcessor(processor, delay=0.25)
+    p = Pipeline(FileSource(clip, realtime=True), slow, [rec], live=True, fps=20)
+    m = p.run()
+    # Each processed frame takes 5 output intervals: the consumer still gets a continuous
+    # 20 fps stream, made of repeats between new frames.
+    span = rec.times[-1] - rec.times[0]
+    assert span > 0.3
+    assert m.written >= 0.8 * span * 20
+    assert m.repeats >= m.written // 2
+    assert np.max(np.diff(rec.times)) < 0.1
+
+
+def test_error_in_a_thread_stops_everything_and_aborts_outputs(
+    tmp_path: Path, clip: Path, processor: FrameProcessor
+) -> None:
+    out = tmp_path / "out.mp4"
+    rec = RecordingSink()
+    p = Pipeline(
+        FileSource(clip), SlowProcessor(processor, fail_at=4), [rec, FileSink(out)], live=False
+    )
+    with pytest.raises(RuntimeError, match="injected failure"):
+        p.run()
+    assert rec.aborted == 1 and rec.closed == 0
+    assert sorted(tmp_path.iterdir()) == [clip]  # no output, no temporary file
+    assert no_pipeline_threads()
+
+
+class FailingSource(FileSource):
+    def read(self) -> Frame | None:
+        frame = super().read()
+        if frame is not None and frame.seq == 3:
+            raise SourceError("camera unplugged")
+        return frame
+
+
+def test_source_error_is_reported(clip: Path, processor: FrameProcessor) -> None:
+    rec = RecordingSink()
+    with pytest.raises(SourceError, match="unplugged"):
+        Pipeline(FailingSource(clip), processor, [rec], live=False).run()
+    assert rec.aborted == 1
+    assert no_pipeline_threads()
+
+
+def test_stop_from_another_thread_finalises_output(
+    tmp_path: Path, clip: Path, processor: FrameProcessor
+) -> None:
+    out = tmp_path / "live.mp4"
+    p = Pipeline(FileSource(clip, realtime=True, loop=True), processor, [FileSink(out)], live=True)
+    threading.Timer(0.8, p.stop).start()
+    t = time.monotonic()
+    m = p.run()
+    assert time.monotonic() - t < 3
+    assert m.written > 5
+    assert len(read_frames(out)) == m.written
+    assert no_pipeline_threads()
+
+
+def test_sink_can_ask_to_stop(clip: Path, processor: FrameProcessor) -> None:
+    rec = RecordingSink(live=True, stop_after=5)
+    p = Pipeline(FileSource(clip, realtime=True, loop=True), processor, [rec], live=True)
+    m = p.run()
+    assert 5 <= m.written <= 7
+    assert rec.closed == 1
