@@ -219,7 +219,7 @@ for suite in "${LOOPBACK_SUITES[@]}"; do
         vm=$(modinfo -F vermagic "$ko")
         case $vm in "$KVER "*) ;; *) die "vermagic '$vm' of $ko does not match $KVER" ;; esac
         echo "$KVER $v" > "$d/.built-for"
-        info "built $ko ($(modinfo -F version "$ko"))"
+        info "built $ko (srcversion $(modinfo -F srcversion "$ko"))"
     else
         info "have v4l2loopback $label module ($suite)"
     fi
@@ -268,6 +268,16 @@ for label in "${LABELS[@]}"; do
 done
 
 # --- 5. manifest -----------------------------------------------------------
+# json_map NAME PREFIX SUFFIX: "label": "PREFIX<label>SUFFIX" for each label
+json_map() {
+    local sep="" label
+    echo "  \"$1\": {"
+    for label in "${LABELS[@]}"; do
+        printf '%s    "%s": "%s"' "$sep" "$label" "$2$label$3"
+        sep=$',\n'
+    done
+    printf '\n  }'
+}
 {
     echo "{"
     echo "  \"format\": $FORMAT,"
@@ -275,13 +285,8 @@ done
     echo "  \"kernel\": \"$VMLINUX\","
     echo "  \"vmlinuz\": \"$VMLINUZ\","
     echo "  \"init_sha\": \"$INIT_SUM\","
-    echo "  \"initramfs\": {"
-    sep=""
-    for label in "${LABELS[@]}"; do
-        printf '%s    "%s": "%s"' "$sep" "$label" "$OUT/initramfs-$label.cpio"
-        sep=$',\n'
-    done
-    echo; echo "  }"
+    json_map initramfs "$OUT/initramfs-" ".cpio"; echo ","
+    json_map modules "$LB/" "/v4l2loopback.ko"; echo
     echo "}"
 } > "$CACHE/manifest.json.tmp"
 if ! cmp -s "$CACHE/manifest.json.tmp" "$CACHE/manifest.json" 2>/dev/null; then

@@ -7,6 +7,7 @@
 #                   and sets MV_CTL_PATH (host path of the ctl dir).
 #   /ctl/run.sh     wrapper (cd + env -i + bash script.sh) run in the chroot.
 #   /ctl/output     stdout+stderr of the test script (written by us).
+#   /ctl/dmesg      guest kernel log after the script.
 #   /ctl/rc         exit status of the test script (written last).
 #   /ctl/init.log   log of this init (module loading, mounts).
 # Console markers (serial): "MATTECAM-VM: ..." lines.
@@ -98,6 +99,7 @@ run ls -l /dev/video* 2>/dev/null
 say "running script"
 chroot /newroot /bin/sh "$MV_CTL_PATH/run.sh" </dev/null >/ctl/output 2>&1
 rc=$?
+dmesg > /ctl/dmesg 2>&1
 echo "$rc" > /ctl/rc.tmp && mv /ctl/rc.tmp /ctl/rc
 say "script exited with $rc"
 exec 3>&-
