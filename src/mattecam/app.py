@@ -6,7 +6,7 @@ from contextlib import ExitStack
 
 from mattecam.compositing.backgrounds import make_background
 from mattecam.config import Settings
-from mattecam.matte import BilinearRefiner
+from mattecam.matte import make_refiner
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
 from mattecam.segmentation import open_segmenter
@@ -39,5 +39,13 @@ def build_pipeline(settings: Settings) -> Pipeline:
         stack.callback(background.close)
         segmenter = open_segmenter(settings.model, threads=settings.threads)
         stack.pop_all()
-    processor = FrameProcessor(segmenter, BilinearRefiner(), background, mirror=settings.mirror)
+    refiner = make_refiner(
+        settings.refine,
+        temporal=settings.temporal,
+        radius=settings.edge_radius,
+        eps=settings.edge_eps,
+    )
+    processor = FrameProcessor(
+        segmenter, refiner, background, mirror=settings.mirror, light_wrap=settings.light_wrap
+    )
     return Pipeline(source, processor, sinks, live=live, fps=settings.fps)

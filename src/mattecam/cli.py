@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
 from mattecam import __version__
 from mattecam.config import Settings
 from mattecam.errors import ConfigError, MattecamError
+from mattecam.matte import REFINERS
 
 log = logging.getLogger("mattecam")
 
@@ -28,9 +31,10 @@ Examples:
 
 Other commands (each has --help):
   mattecam models [list|fetch|verify]             the segmentation models and their cache
+  mattecam eval --manifest CSV | --clip DIR       score the matte against ground truth
 """
 
-SUBCOMMANDS = ("models",)
+SUBCOMMANDS = ("models", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,18 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how strong the 'blur' background is, 0-100: the blur radius in pixels at 720p "
         "(default: %(default)g).",
     )  # fmt: skip
+    bg.add_argument(
+        "--light-wrap", type=float, default=d["light_wrap"].default, metavar="STRENGTH",
+        help="let the new background's light spill onto the person's edge, 0-1, so they sit "
+        "in the scene rather than look cut out; 0 turns it off (default: %(default)g).",
+    )  # fmt: skip
 
-    seg = p.add_argument_group("segmentation")
-    seg.add_argument(
-        "--model", default=d["model"].default,
-        help="'landscape' (256x144 input, fastest; best for 16:9 video), 'general' (256x256 "
-        "input) or a path to a .tflite selfie segmentation model. Named models are "
-        "downloaded on first use; see `mattecam models` (default: landscape).",
-    )  # fmt: skip
-    seg.add_argument(
-        "--threads", type=int, default=1,
-        help="threads for the model (default: 1; more is rarely faster on small machines).",
-    )  # fmt: skip
+    add_matte_options(p)
 
     p.add_argument(
         "-v", "--verbose", action="count", default=0,
@@ -113,6 +112,71 @@ def build_parser() -> argparse.ArgumentParser:
         "details; -vv for debug logs.",
     )  # fmt: skip
     p.add_argument("--version", action="version", version=f"mattecam {__version__}")
+    return p
+
+
+def add_matte_options(p: argparse.ArgumentParser) -> None:
+    """Model and refinement options, shared by a run, ``eval`` and ``bench``."""
+    d = Settings.__dataclass_fields__
+    seg = p.add_argument_group("segmentation and edges")
+    seg.add_argument(
+        "--model", default=d["model"].default,
+        help="'landscape' (256x144 input, fastest; best for 16:9 video), 'general' (256x256 "
+        "input) or a path to a .tflite selfie segmentation model. Named models are "
+        "downloaded on first use; see `mattecam models` (default: landscape).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--threads", type=int, default=d["threads"].default,
+        help="threads for the model (default: 1; more is rarely faster on small machines).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--refine", choices=REFINERS, default=d["refine"].default,
+        help="how the low-resolution mask is brought to full size: 'guided' follows the "
+        "picture's own edges (hair, shoulders), 'bilinear' is a plain soft enlargement "
+        "(default: %(default)s).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--no-temporal", dest="temporal", action="store_false",
+        help="turn off the smoothing of the mask over time (it removes edge flicker where the "
+        "picture is still, and follows motion at once where it is not).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--edge-radius", type=int, default=d["edge_radius"].default, metavar="PIXELS",
+        help="guided refinement window radius, in model-resolution pixels: larger follows "
+        "edges farther from the model's guess (default: %(default)s).",
+    )  # fmt: skip
+    seg.add_argument(
+        "--edge-eps", type=float, default=d["edge_eps"].default, metavar="EPS",
+        help="guided refinement smoothness: smaller follows fainter edges, larger is softer "
+        "(default: %(default)g).",
+    )  # fmt: skip
+
+
+def build_eval_parser() -> argparse.ArgumentParser:
+    """The parser for ``mattecam eval``."""
+    p = argparse.ArgumentParser(
+        prog="mattecam eval",
+        description="Score the segmentation model plus edge refinement against ground-truth "
+        "masks: IoU (alpha >= 0.5), boundary F (DAVIS, tolerance 0.0075 x diagonal), MAE, "
+        "and for clips flicker (mean |alpha_t - alpha_t-1| where the truth did not change), "
+        "plus the refinement's median ms per frame.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--manifest", type=Path, metavar="CSV",
+        help="a CSV with columns name,image,mask (paths relative to it; masks 8-bit, 255 = "
+        "person).",
+    )  # fmt: skip
+    src.add_argument(
+        "--clip", type=Path, metavar="DIR",
+        help="a clip DIR/<name>.mp4 with one mask per frame in DIR/masks/00000.png, ...; "
+        "frames are processed in order, as live (temporal smoothing included).",
+    )  # fmt: skip
+    p.add_argument("--set", dest="subset", help="only manifest rows whose 'set' is this.")
+    p.add_argument("--limit", type=int, help="score at most this many images or frames.")
+    p.add_argument("--json", action="store_true", help="print one JSON object.")
+    add_matte_options(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail.")
     return p
 
 
@@ -146,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mattecam`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
-        return _guarded(lambda: run_models(args[1:]), verbose=_count_verbose(args))
+        command = {"models": run_models, "eval": run_eval}[args[0]]
+        return _guarded(lambda: command(args[1:]), verbose=_count_verbose(args))
     return _guarded(lambda: run_main(args), verbose=_count_verbose(args))
 
 
@@ -199,6 +264,11 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         camera_format=ns.camera_format,
         threads=ns.threads,
         mirror=ns.mirror,
+        refine=ns.refine,
+        temporal=ns.temporal,
+        edge_radius=ns.edge_radius,
+        edge_eps=ns.edge_eps,
+        light_wrap=ns.light_wrap,
     )
 
 
@@ -282,4 +352,32 @@ def run_models(argv: list[str]) -> int:
         print(f"{info.name:10} {w}x{h}  {state}\n           {info.description}")
     if bad:
         raise ConfigError(f"{bad} model(s) missing or corrupt; run `mattecam models fetch`.")
+    return 0
+
+
+def run_eval(argv: list[str]) -> int:
+    """``mattecam eval``: score the matte on a manifest of images or on a clip."""
+    from mattecam.evaluation.run import clip_samples, evaluate, manifest_samples
+    from mattecam.matte import make_refiner
+    from mattecam.segmentation import open_segmenter
+
+    ns = build_eval_parser().parse_args(argv)
+    setup_logging(ns.verbose)
+    refiner = make_refiner(ns.refine, temporal=ns.temporal, radius=ns.edge_radius, eps=ns.edge_eps)
+    temporal = ns.clip is not None
+    samples = (
+        clip_samples(ns.clip, limit=ns.limit)
+        if temporal
+        else manifest_samples(ns.manifest, subset=ns.subset, limit=ns.limit)
+    )
+    with open_segmenter(ns.model, threads=ns.threads) as segmenter:
+        result = evaluate(samples, segmenter, refiner, temporal=temporal)
+    result.update(model=ns.model, refine=ns.refine, temporal=ns.temporal and temporal)
+    if ns.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
+    if not result["n"]:
+        raise ConfigError("nothing was scored: the manifest or clip lists no usable frames.")
     return 0

@@ -29,6 +29,11 @@ class Settings:
     camera_format: str = "auto"
     threads: int = 1
     mirror: bool = False
+    refine: str = "guided"
+    temporal: bool = True
+    edge_radius: int = 2
+    edge_eps: float = 1e-3
+    light_wrap: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -44,6 +49,12 @@ class Settings:
                 f"--camera-format must be one of {', '.join(CAMERA_FORMATS)}, "
                 f"got {self.camera_format!r}."
             )
+        if not 1 <= self.edge_radius <= 32:
+            raise ConfigError(f"--edge-radius must be between 1 and 32, got {self.edge_radius}.")
+        if not 0 < self.edge_eps <= 1:
+            raise ConfigError(f"--edge-eps must be in (0, 1], got {self.edge_eps:g}.")
+        if not 0 <= self.light_wrap <= 1:
+            raise ConfigError(f"--light-wrap must be between 0 and 1, got {self.light_wrap:g}.")
         if not 1 <= self.threads <= 16:
             raise ConfigError(f"--threads must be between 1 and 16, got {self.threads}.")
         if not self.outputs and not self.preview:

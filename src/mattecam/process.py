@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from mattecam.compositing.backgrounds import Background
-from mattecam.compositing.blend import Compositor
+from mattecam.compositing.blend import Compositor, light_wrap
 from mattecam.frame import Frame
 from mattecam.matte.base import Refiner
 from mattecam.segmentation.base import Segmenter
@@ -29,11 +29,13 @@ class FrameProcessor:
         background: Background,
         *,
         mirror: bool = False,
+        light_wrap: float = 0.0,
     ) -> None:
         self.segmenter = segmenter
         self.refiner = refiner
         self.background = background
         self.mirror = mirror
+        self.light_wrap = light_wrap
         self._compositor = Compositor()
 
     def process(self, frame: Frame) -> Frame:
@@ -52,6 +54,8 @@ class FrameProcessor:
         t3 = time.perf_counter()
         bg = self.background.render(image, matte)
         out = self._compositor.composite(image, bg, matte)
+        if self.light_wrap > 0:
+            light_wrap(out, bg, matte, self.light_wrap)
         t4 = time.perf_counter()
         timings["preprocess"] = (t1 - t0) * 1e3
         timings["inference"] = (t2 - t1) * 1e3

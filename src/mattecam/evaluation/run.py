@@ -1,0 +1,108 @@
+"""``mattecam eval``: score the model plus refinement on labelled images or clips."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mattecam.errors import InputNotFoundError, UnsupportedFormatError
+from mattecam.evaluation.metrics import MetricAccumulator
+from mattecam.frame import Image
+from mattecam.matte.base import Refiner
+from mattecam.segmentation.base import Segmenter
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One labelled frame: BGR image and 8-bit mask (255 = person)."""
+
+    name: str
+    image: Image
+    mask: np.ndarray
+
+
+def manifest_samples(
+    path: Path, *, subset: str | None = None, limit: int | None = None
+) -> Iterator[Sample]:
+    """The images and masks listed in a manifest CSV (``name,image,mask`` columns, paths
+    relative to the manifest), optionally only rows whose ``set`` column is ``subset``."""
+    if not path.is_file():
+        raise InputNotFoundError(f"manifest {path} does not exist.")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"name", "image", "mask"} - set(reader.fieldnames or ())
+        if missing:
+            raise UnsupportedFormatError(
+                f"{path} lacks the column(s) {', '.join(sorted(missing))}; a manifest needs "
+                "name,image,mask."
+            )
+        rows = [r for r in reader if subset is None or r.get("set") == subset]
+    for row in rows[:limit]:
+        image = _imread(path.parent / row["image"], cv2.IMREAD_COLOR)
+        mask = _imread(path.parent / row["mask"], cv2.IMREAD_GRAYSCALE)
+        if mask.shape != image.shape[:2]:
+            raise UnsupportedFormatError(f"{row['name']}: mask and image sizes differ")
+        yield Sample(row["name"], image, mask)
+
+
+def clip_samples(directory: Path, *, limit: int | None = None) -> Iterator[Sample]:
+    """Frames of ``DIR/<DIR name>.mp4`` with ``DIR/masks/00000.png``, ... in order."""
+    from mattecam.sources.file import FileSource
+
+    video = directory / f"{directory.name}.mp4"
+    if not video.is_file():
+        raise InputNotFoundError(f"clip {video} does not exist (expected DIR/<DIR name>.mp4).")
+    with FileSource(video) as src:
+        i = 0
+        while (limit is None or i < limit) and (frame := src.read()) is not None:
+            mask_path = directory / "masks" / f"{i:05d}.png"
+            if not mask_path.is_file():
+                break
+            yield Sample(f"{directory.name}/{i:05d}", frame.image, _imread(mask_path, 0))
+            i += 1
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise InputNotFoundError(f"cannot read {path}.")
+    return np.asarray(image)
+
+
+def evaluate(
+    samples: Iterator[Sample],
+    segmenter: Segmenter,
+    refiner: Refiner,
+    *,
+    temporal: bool,
+) -> dict[str, float | int | str | None]:
+    """Run every sample through segmenter and refiner (in order, keeping refiner state when
+    ``temporal``) and summarise the metrics, with median milliseconds per stage."""
+    acc = MetricAccumulator(temporal=temporal)
+    infer_ms: list[float] = []
+    refine_ms: list[float] = []
+    size = (0, 0)
+    for s in samples:
+        if not temporal:
+            refiner.reset()
+        t0 = time.perf_counter()
+        alpha = segmenter.infer(s.image)
+        t1 = time.perf_counter()
+        matte = refiner.refine(alpha, s.image)
+        t2 = time.perf_counter()
+        infer_ms.append((t1 - t0) * 1e3)
+        refine_ms.append((t2 - t1) * 1e3)
+        acc.add(matte, s.mask)
+        size = (s.image.shape[1], s.image.shape[0])
+    summary: dict[str, float | int | str | None] = dict(acc.summary())
+    summary["ms_per_frame"] = statistics.median(refine_ms) if refine_ms else None
+    summary["inference_ms"] = statistics.median(infer_ms) if infer_ms else None
+    summary["size"] = f"{size[0]}x{size[1]}"
+    return summary
