@@ -32,9 +32,10 @@ Examples:
 Other commands (each has --help):
   mattecam models [list|fetch|verify]             the segmentation models and their cache
   mattecam eval --manifest CSV | --clip DIR       score the matte against ground truth
+  mattecam bench [--input CLIP] [--size WxH]      measure speed, latency, CPU and memory
 """
 
-SUBCOMMANDS = ("models", "eval")
+SUBCOMMANDS = ("models", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +181,69 @@ def build_eval_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``1280x720`` -> (1280, 720)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1280x720") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 16x16..7680x4320")
+    return w, h
+
+
+def build_bench_parser() -> argparse.ArgumentParser:
+    """The parser for ``mattecam bench``."""
+    p = argparse.ArgumentParser(
+        prog="mattecam bench",
+        description="Run the real pipeline on a clip and report per-stage times (median, "
+        "p95), batch throughput (every frame as fast as possible into a null sink that "
+        "converts to the virtual camera's format), and live behaviour (paced at the clip's "
+        "frame rate: CPU use, capture-to-write latency, drops, memory). By default frames "
+        "are fed as MJPEG (JPEG quality 85), as HD webcams deliver them.",
+    )
+    p.add_argument(
+        "--input", type=Path, metavar="CLIP",
+        help="a video whose first --frames frames are used, scaled to each --size "
+        "(default: a generated clip).",
+    )  # fmt: skip
+    p.add_argument(
+        "--size", type=parse_size, action="append", metavar="WxH",
+        help="frame size; repeat for several (default: 1280x720).",
+    )  # fmt: skip
+    p.add_argument("--frames", type=int, default=300, help="frames per run (default: 300).")
+    p.add_argument(
+        "--codec", choices=("mjpeg", "h264"), default="mjpeg",
+        help="how frames reach the pipeline: mjpeg (camera-like, default) or h264 (a file).",
+    )  # fmt: skip
+    p.add_argument("--fps", type=float, help="live frame rate (default: the clip's, or 30).")
+    p.add_argument(
+        "-b", "--background", default="image",
+        help="image (a generated picture, default), blur, a colour, none, or a file.",
+    )  # fmt: skip
+    p.add_argument(
+        "--format", dest="pixel_format", default="yuyv",
+        help="pixel format the null sink converts to (default: yuyv).",
+    )  # fmt: skip
+    p.add_argument(
+        "--live-seconds", type=float, default=10.0,
+        help="length of the live run (default: 10).",
+    )  # fmt: skip
+    p.add_argument("--no-batch", dest="batch", action="store_false", help="skip the batch run.")
+    p.add_argument("--no-live", dest="live", action="store_false", help="skip the live run.")
+    p.add_argument(
+        "--load", action="store_true",
+        help="keep one core busy with another process during the runs (a competing load).",
+    )  # fmt: skip
+    p.add_argument(
+        "--light-wrap", type=float, default=0.0, metavar="STRENGTH", help="as for a run."
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON.")
+    add_matte_options(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail.")
+    return p
+
+
 def build_models_parser() -> argparse.ArgumentParser:
     """The parser for ``mattecam models``."""
     p = argparse.ArgumentParser(
@@ -210,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mattecam`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
-        command = {"models": run_models, "eval": run_eval}[args[0]]
+        command = {"models": run_models, "eval": run_eval, "bench": run_bench}[args[0]]
         return _guarded(lambda: command(args[1:]), verbose=_count_verbose(args))
     return _guarded(lambda: run_main(args), verbose=_count_verbose(args))
 
@@ -380,4 +444,35 @@ def run_eval(argv: list[str]) -> int:
             print(f"{key:14} {value:.4f}" if isinstance(value, float) else f"{key:14} {value}")
     if not result["n"]:
         raise ConfigError("nothing was scored: the manifest or clip lists no usable frames.")
+    return 0
+
+
+def run_bench(argv: list[str]) -> int:
+    """``mattecam bench``: measure the pipeline."""
+    from mattecam import bench
+
+    ns = build_bench_parser().parse_args(argv)
+    setup_logging(ns.verbose)
+    opts = bench.BenchOptions(
+        input=ns.input,
+        sizes=ns.size or [(1280, 720)],
+        frames=ns.frames,
+        codec=ns.codec,
+        fps=ns.fps,
+        background=ns.background,
+        pixel_format=ns.pixel_format,
+        live_seconds=ns.live_seconds,
+        model=ns.model,
+        refine=ns.refine,
+        temporal=ns.temporal,
+        edge_radius=ns.edge_radius,
+        edge_eps=ns.edge_eps,
+        threads=ns.threads,
+        light_wrap=ns.light_wrap,
+        cpu_load=ns.load,
+        batch=ns.batch,
+        live=ns.live,
+    )
+    report = bench.run(opts)
+    print(json.dumps(report, indent=2) if ns.json else bench.format_table(report))
     return 0

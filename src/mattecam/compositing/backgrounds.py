@@ -169,10 +169,11 @@ class VideoBackground(Background):
     """A video file played in a loop, one video frame per output frame, scaled to cover."""
 
     def __init__(self, path: Path) -> None:
-        from mattecam.sources.file import open_container
+        from mattecam.sources.file import open_container, to_bgr
 
         self.path = path
         self._container: Any = open_container(path)
+        self._to_bgr = to_bgr
         self._frames = self._decode()
         self._first = next(self._frames, None)
         if self._first is None:
@@ -186,7 +187,7 @@ class VideoBackground(Background):
             got = False
             for vf in self._container.decode(stream):
                 got = True
-                yield np.asarray(vf.to_ndarray(format="bgr24"), np.uint8)
+                yield self._to_bgr(vf)
             if not got:
                 return
             self._container.seek(0)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from mattecam.compositing.blend import cover_fit
@@ -41,6 +42,18 @@ def open_container(path: Path) -> Any:
             f"{path} has no video stream (no video frames to read); give a video file."
         )
     return container
+
+
+def to_bgr(vf: Any) -> Image:
+    """A decoded PyAV frame as BGR pixels.
+
+    4:2:0 frames (nearly every video) are converted by OpenCV from their planes: about 0.6 ms
+    at 720p against 2.9 ms through swscale's ``to_ndarray(format="bgr24")``. Both use BT.601
+    limited range. Other layouts (full-range JPEG YUV, 4:4:4, RGB) go through swscale.
+    """
+    if vf.format.name == "yuv420p" and vf.width % 2 == 0 and vf.height % 2 == 0:
+        return np.asarray(cv2.cvtColor(vf.to_ndarray(), cv2.COLOR_YUV2BGR_I420), np.uint8)
+    return np.asarray(vf.to_ndarray(format="bgr24"), np.uint8)
 
 
 class FileSource(Source):
@@ -102,7 +115,7 @@ class FileSource(Source):
                 for vf in container.decode(stream):
                     got = True
                     pts = float(vf.time) if vf.time is not None else None
-                    yield np.asarray(vf.to_ndarray(format="bgr24"), np.uint8), pts
+                    yield to_bgr(vf), pts
             except Exception as e:  # PyAV raises its own FFmpegError subclasses mid-stream
                 raise SourceError(f"error decoding {self.path}: {e}") from e
             if not (got and self.loop):

@@ -1,0 +1,337 @@
+"""``mattecam bench``: throughput, latency, CPU and memory of the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mattecam import __version__
+from mattecam.compositing.backgrounds import Background, make_background
+from mattecam.compositing.blend import cover_fit
+from mattecam.errors import ConfigError
+from mattecam.frame import Frame, Image
+from mattecam.matte import make_refiner
+from mattecam.metrics import Metrics, percentile
+from mattecam.pipeline import Pipeline
+from mattecam.process import FrameProcessor
+from mattecam.segmentation import open_segmenter
+from mattecam.sinks import NullSink, pixel_format
+from mattecam.sinks.file import FileSink
+from mattecam.sources.base import Source
+from mattecam.sources.file import FileSource
+from mattecam.sources.mjpeg import JpegReplaySource, encode_jpeg
+
+STAGES = ("decode", "preprocess", "inference", "refine", "composite", "convert", "write")
+
+
+@dataclass
+class BenchOptions:
+    """What to measure; see ``mattecam bench --help``."""
+
+    input: Path | None = None
+    sizes: Sequence[tuple[int, int]] = ((1280, 720),)
+    frames: int = 300
+    codec: str = "mjpeg"
+    fps: float | None = None
+    background: str = "image"
+    pixel_format: str = "yuyv"
+    live_seconds: float = 10.0
+    model: str = "landscape"
+    refine: str = "guided"
+    temporal: bool = True
+    edge_radius: int = 2
+    edge_eps: float = 1e-3
+    threads: int = 1
+    light_wrap: float = 0.0
+    cpu_load: bool = False
+    batch: bool = True
+    live: bool = True
+
+
+@dataclass
+class SizeResult:
+    """Everything measured at one size."""
+
+    size: str
+    frames: int
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    batch_fps: float | None = None
+    live: dict[str, float | int] = field(default_factory=dict)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, MB."""
+    with Path("/proc/self/statm").open() as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def synthetic_frame(size: tuple[int, int], i: int, base: Image) -> Image:
+    """Frame ``i`` of the generated clip: texture and a moving figure (the pipeline's cost
+    depends on the picture's size, not on what it shows)."""
+    w, h = size
+    img: Image = np.array(base, copy=True)
+    cx = int(w * (0.3 + 0.4 * (0.5 + 0.5 * np.sin(i / 15))))
+    cv2.ellipse(img, (cx, h // 3), (w // 12, h // 6), 0, 0, 360, (60, 90, 200), -1)
+    cv2.rectangle(img, (cx - w // 7, h // 2), (cx + w // 7, h), (40, 40, 40), -1)
+    return img
+
+
+def input_frames(opts: BenchOptions, size: tuple[int, int]) -> tuple[Iterator[Image], float]:
+    """The benchmark's frames at ``size`` (generated one at a time, never all held in
+    memory, so RSS measures the pipeline) and their frame rate."""
+    if opts.input is None:
+        rng = np.random.default_rng(0)
+        w, h = size
+        noise = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        base = np.asarray(cv2.resize(noise, (w, h)), np.uint8)
+        return (synthetic_frame(size, i, base) for i in range(opts.frames)), opts.fps or 30.0
+    src = FileSource(opts.input)
+    src.open()
+    fps = opts.fps or src.fps
+
+    def frames() -> Iterator[Image]:
+        try:
+            n = 0
+            while n < opts.frames:
+                f = src.read()
+                if f is None:
+                    if n == 0:
+                        raise ConfigError(f"{opts.input} has no frames")
+                    src.close()
+                    src.open()  # a short clip is repeated
+                    continue
+                n += 1
+                yield cover_fit(f.image, *size)
+        finally:
+            src.close()
+
+    return frames(), fps
+
+
+@dataclass
+class Prepared:
+    """The input of one size, encoded the way it will reach the pipeline."""
+
+    size: tuple[int, int]
+    fps: float
+    jpegs: list[bytes] | None = None
+    video: Path | None = None
+
+    def source(self, *, live: bool) -> Source:
+        if self.jpegs is not None:
+            return JpegReplaySource(self.jpegs, fps=self.fps, realtime=live, loop=live)
+        assert self.video is not None
+        return FileSource(self.video, realtime=live, loop=live)
+
+
+def prepare(opts: BenchOptions, size: tuple[int, int], tmp: Path) -> Prepared:
+    """MJPEG (JPEG quality 85, as cameras send) in memory, or an H.264 file on disk."""
+    frames, fps = input_frames(opts, size)
+    if opts.codec == "mjpeg":
+        return Prepared(size, fps, jpegs=[encode_jpeg(f, 85) for f in frames])
+    path = tmp / f"bench-{size[0]}x{size[1]}.mp4"
+    sink = FileSink(path)
+    sink.open(size, fps)
+    for i, img in enumerate(frames):
+        sink.write(Frame(img, i, 0.0))
+    sink.close()
+    return Prepared(size, fps, video=path)
+
+
+def make_processor(opts: BenchOptions, size: tuple[int, int]) -> FrameProcessor:
+    background: Background
+    if opts.background == "image":
+        w, h = size
+        gradient = np.zeros((h, w, 3), np.uint8)
+        gradient[..., 0] = np.linspace(40, 220, w, dtype=np.uint8)[None, :]
+        gradient[..., 1] = np.linspace(200, 60, h, dtype=np.uint8)[:, None]
+        gradient[..., 2] = 120
+        path = Path(tempfile.gettempdir()) / f"mattecam-bench-bg-{w}x{h}.png"
+        cv2.imwrite(str(path), gradient)
+        background = make_background(str(path))
+    else:
+        background = make_background(opts.background)
+    return FrameProcessor(
+        open_segmenter(opts.model, threads=opts.threads),
+        make_refiner(
+            opts.refine, temporal=opts.temporal, radius=opts.edge_radius, eps=opts.edge_eps
+        ),
+        background,
+        light_wrap=opts.light_wrap,
+    )
+
+
+def summarise_stages(metrics: Metrics) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in STAGES:
+        values = metrics.stages().get(name)
+        if values:
+            out[name] = {
+                "median_ms": statistics.median(values),
+                "p95_ms": percentile(values, 95),
+            }
+    return out
+
+
+def run_batch(opts: BenchOptions, prepared: Prepared) -> tuple[float, Metrics]:
+    """Every frame, as fast as possible, into a converting null sink."""
+    metrics = Metrics(window=opts.frames + 10)
+    pipeline = Pipeline(
+        prepared.source(live=False),
+        make_processor(opts, prepared.size),
+        [NullSink(pixel_format(opts.pixel_format))],
+        live=False,
+        metrics=metrics,
+    )
+    t0 = time.perf_counter()
+    pipeline.run()
+    elapsed = time.perf_counter() - t0
+    return metrics.written / elapsed, metrics
+
+
+def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, float | int]:
+    """Paced input for ``live_seconds``: CPU, latency, drops, memory."""
+    fps = prepared.fps
+    metrics = Metrics(window=int(opts.live_seconds * fps * 2) + 100)
+    pipeline = Pipeline(
+        prepared.source(live=True),
+        make_processor(opts, prepared.size),
+        [NullSink(pixel_format(opts.pixel_format))],
+        live=True,
+        fps=fps,
+        metrics=metrics,
+    )
+    marks: dict[str, float] = {}
+
+    def measure() -> None:
+        # Skip the first second (model warm-up), then measure over the rest.
+        time.sleep(1.0)
+        marks.update(cpu0=time.process_time(), t0=time.monotonic(), rss0=rss_mb(),
+                     n0=len(metrics.latency()))  # fmt: skip
+        time.sleep(max(0.5, opts.live_seconds - 1.0))
+        marks.update(cpu1=time.process_time(), t1=time.monotonic(), rss1=rss_mb())
+        pipeline.stop()
+
+    timer = threading.Thread(target=measure, name="bench-timer", daemon=True)
+    timer.start()
+    pipeline.run()
+    timer.join()
+    lat = metrics.latency()[int(marks["n0"]) :]
+    third = max(1, len(lat) // 3)
+    wall = marks["t1"] - marks["t0"]
+    return {
+        "fps": fps,
+        "seconds": round(wall, 2),
+        "cpu_percent": 100.0 * (marks["cpu1"] - marks["cpu0"]) / wall,
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p95_ms": percentile(lat, 95),
+        "latency_p99_ms": percentile(lat, 99),
+        "latency_first_third_p50_ms": percentile(lat[:third], 50),
+        "latency_last_third_p50_ms": percentile(lat[-third:], 50),
+        "frames_captured": metrics.captured,
+        "frames_written": metrics.written,
+        "dropped": metrics.dropped_before_process + metrics.dropped_before_output,
+        "repeated": metrics.repeats,
+        "rss_growth_mb": marks["rss1"] - marks["rss0"],
+    }
+
+
+def busy_loop() -> subprocess.Popen[bytes]:
+    """Another process keeping one core busy (a competing load)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    """Run the benchmark at every size; returns the JSON-able report."""
+    if opts.codec not in ("mjpeg", "h264"):
+        raise ConfigError(f"--codec must be mjpeg or h264, got {opts.codec!r}")
+    pixel_format(opts.pixel_format)
+    cv2.setNumThreads(1)
+    load = busy_loop() if opts.cpu_load else None
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="mattecam-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            for size in opts.sizes:
+                prepared = prepare(opts, size, tmp)
+                r = SizeResult(size=f"{size[0]}x{size[1]}", frames=opts.frames)
+                if opts.batch:
+                    r.batch_fps, m = run_batch(opts, prepared)
+                    r.stages = summarise_stages(m)
+                if opts.live:
+                    r.live = run_live(opts, prepared)
+                results.append(r)
+    finally:
+        if load is not None:
+            load.kill()
+            load.wait()
+    return {
+        "version": __version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "peak_rss_mb": peak_rss_mb(),
+        "results": [vars(r) for r in results],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a readable table."""
+    lines = [f"mattecam {report['version']} bench on {report['machine']}"]
+    o = report["options"]
+    lines.append(
+        f"input: {o['input'] or 'synthetic'} as {o['codec']}, model {o['model']}, refine "
+        f"{o['refine']}{'+temporal' if o['temporal'] else ''}, background {o['background']}, "
+        f"output {o['pixel_format']}{', with a competing load' if o['cpu_load'] else ''}"
+    )
+    for r in report["results"]:
+        lines.append(f"\n{r['size']} ({r['frames']} frames)")
+        if r["stages"]:
+            lines.append("  stage        median ms   p95 ms")
+            for name, s in r["stages"].items():
+                lines.append(f"  {name:12} {s['median_ms']:9.2f} {s['p95_ms']:8.2f}")
+        if r["batch_fps"] is not None:
+            lines.append(f"  batch throughput: {r['batch_fps']:.1f} fps")
+        lv = r["live"]
+        if lv:
+            lines.append(
+                f"  live at {lv['fps']:g} fps for {lv['seconds']} s: CPU {lv['cpu_percent']:.1f}% "
+                f"of one core, latency p50 {lv['latency_p50_ms']:.1f} / p95 "
+                f"{lv['latency_p95_ms']:.1f} / p99 {lv['latency_p99_ms']:.1f} ms (first third "
+                f"p50 {lv['latency_first_third_p50_ms']:.1f}, last third "
+                f"{lv['latency_last_third_p50_ms']:.1f}), dropped {lv['dropped']}, repeated "
+                f"{lv['repeated']}, RSS growth {lv['rss_growth_mb']:+.1f} MB"
+            )
+    lines.append(f"\npeak RSS {report['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
