@@ -30,7 +30,8 @@ def test_packed_422_matches_opencv(image: np.ndarray, name: str, code: int) -> N
     got = out.reshape(120, 160, 2).astype(int)
     luma = 0 if name == "yuyv" else 1
     assert np.abs(got[..., luma] - ref[..., luma]).max() <= 1  # luma: rounding only
-    assert np.abs(got - ref).max() <= 4  # chroma is averaged over 2 rows instead of 1
+    chroma = np.abs(got[..., 1 - luma] - ref[..., 1 - luma])
+    assert chroma.mean() < 1 and chroma.max() <= 8  # averaged over 2 rows instead of 1
 
 
 @pytest.mark.parametrize(
