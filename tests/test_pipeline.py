@@ -27,6 +27,7 @@ class RecordingSink(NullSink):
     """Keeps the sequence number and write time of every frame written."""
 
     def __init__(self, *, live: bool = False, stop_after: int | None = None) -> None:
+        super().__init__()
         self.live = live
         self.seqs: list[int] = []
         self.times: list[float] = []

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from conftest import read_frames
-from mattecam.errors import ConfigError, SinkError, UnsupportedFormatError
+from mattecam.errors import ConfigError, InputNotFoundError, SinkError, UnsupportedFormatError
 from mattecam.frame import Frame
-from mattecam.sinks import FileSink, NullSink, PreviewSink, make_sink
+from mattecam.sinks import FileSink, NullSink, PreviewSink, V4L2LoopbackSink, make_sink
 
 
 def frames(n: int, size: tuple[int, int] = (96, 64)) -> list[Frame]:
@@ -117,8 +117,11 @@ def test_make_sink() -> None:
     assert isinstance(make_sink("x.mp4"), FileSink)
     with pytest.raises(ConfigError, match="unknown output"):
         make_sink("out.txt")
-    with pytest.raises(ConfigError, match="v4l2loopback"):
-        make_sink("/dev/video10")
+    sink = make_sink("/dev/video99", output_format="nv12")
+    assert isinstance(sink, V4L2LoopbackSink)
+    assert sink.pixel_format.fourcc == "NV12"
+    with pytest.raises(InputNotFoundError, match="modprobe v4l2loopback"):
+        sink.open((64, 64), 30)
 
 
 def test_preview_without_display(monkeypatch: pytest.MonkeyPatch) -> None:

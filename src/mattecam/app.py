@@ -21,7 +21,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
     Batch mode (every frame, as fast as possible) when a video file goes only to files or
     null; live mode (paced input, newest frame wins, output on its own clock) otherwise.
     """
-    sinks: list[Sink] = [make_sink(spec) for spec in settings.outputs]
+    sinks: list[Sink] = [
+        make_sink(spec, output_format=settings.output_format) for spec in settings.outputs
+    ]
     if settings.preview:
         sinks.append(PreviewSink())
     is_camera = camera_path(settings.input) is not None
@@ -48,4 +50,6 @@ def build_pipeline(settings: Settings) -> Pipeline:
     processor = FrameProcessor(
         segmenter, refiner, background, mirror=settings.mirror, light_wrap=settings.light_wrap
     )
-    return Pipeline(source, processor, sinks, live=live, fps=settings.fps)
+    return Pipeline(
+        source, processor, sinks, live=live, fps=settings.fps, always_on=settings.always_on
+    )

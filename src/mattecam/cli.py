@@ -21,9 +21,12 @@ log = logging.getLogger("mattecam")
 
 DESCRIPTION = """\
 Replace, blur or recolour the background behind the person in a camera or video, and send
-the result to a video file or a preview window.
+the result to a virtual camera (v4l2loopback) that video-call apps can pick, a video file,
+or a preview window.
 
 Examples:
+  mattecam -i 0 -b beach.jpg -o /dev/video10      camera 0 into the virtual camera /dev/video10
+  mattecam -i 0 -o auto -b blur --preview         the first virtual camera, and a window
   mattecam -i 0 --preview -b background.jpg      camera 0, picture background, in a window
   mattecam -i talk.mp4 -o out.mp4 -b blur         a video file to a file, background blurred
   mattecam -i /dev/video2 --width 1280 --height 720 --fps 30 --preview -b '#336699'
@@ -33,9 +36,10 @@ Other commands (each has --help):
   mattecam models [list|fetch|verify]             the segmentation models and their cache
   mattecam eval --manifest CSV | --clip DIR       score the matte against ground truth
   mattecam bench [--input CLIP] [--size WxH]      measure speed, latency, CPU and memory
+  mattecam devices                                list cameras and virtual cameras
 """
 
-SUBCOMMANDS = ("models", "eval", "bench")
+SUBCOMMANDS = ("models", "eval", "bench", "devices")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     io.add_argument(
         "-o", "--output", action="append", default=[], metavar="OUTPUT",
-        help="where the result goes: a video file (.mp4, .mkv, .mov, .webm; it gets the "
-        "input's frame rate) or 'null' to discard frames (for measuring speed). May be given "
-        "more than once.",
+        help="where the result goes: a virtual camera (/dev/videoN, or 'auto' for the first "
+        "v4l2loopback device), a video file (.mp4, .mkv, .mov, .webm; it gets the input's "
+        "frame rate) or 'null' to discard frames (for measuring speed). May be given more "
+        "than once.",
+    )  # fmt: skip
+    io.add_argument(
+        "--output-format", choices=("yuyv", "i420", "nv12", "rgb24", "uyvy"), default="yuyv",
+        help="pixel format written to the virtual camera: yuyv (default) works everywhere; "
+        "Chrome also takes i420, nv12 and rgb24.",
+    )  # fmt: skip
+    io.add_argument(
+        "--always-on", action="store_true",
+        help="keep the camera and processing running even when no app is watching the "
+        "virtual camera (by default they pause, and the camera light goes off, until an app "
+        "opens it; this needs v4l2loopback 0.13 or newer).",
     )  # fmt: skip
     io.add_argument(
         "--preview", action="store_true",
@@ -274,7 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mattecam`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
-        command = {"models": run_models, "eval": run_eval, "bench": run_bench}[args[0]]
+        command = {
+            "models": run_models,
+            "eval": run_eval,
+            "bench": run_bench,
+            "devices": run_devices,
+        }[args[0]]
         return _guarded(lambda: command(args[1:]), verbose=_count_verbose(args))
     return _guarded(lambda: run_main(args), verbose=_count_verbose(args))
 
@@ -333,6 +354,8 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         edge_radius=ns.edge_radius,
         edge_eps=ns.edge_eps,
         light_wrap=ns.light_wrap,
+        output_format=ns.output_format,
+        always_on=ns.always_on,
     )
 
 
@@ -475,4 +498,17 @@ def run_bench(argv: list[str]) -> int:
     )
     report = bench.run(opts)
     print(json.dumps(report, indent=2) if ns.json else bench.format_table(report))
+    return 0
+
+
+def run_devices(argv: list[str]) -> int:
+    """``mattecam devices``: list cameras and virtual cameras."""
+    from mattecam import devices
+
+    argparse.ArgumentParser(
+        prog="mattecam devices",
+        description="List cameras (formats, sizes, frame rates) and v4l2loopback virtual "
+        "cameras (label, whether they are free), with the setup command when none exist.",
+    ).parse_args(argv)
+    print(devices.report())
     return 0

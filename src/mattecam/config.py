@@ -34,6 +34,8 @@ class Settings:
     edge_radius: int = 2
     edge_eps: float = 1e-3
     light_wrap: float = 0.0
+    output_format: str = "yuyv"
+    always_on: bool = False
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -59,8 +61,9 @@ class Settings:
             raise ConfigError(f"--threads must be between 1 and 16, got {self.threads}.")
         if not self.outputs and not self.preview:
             raise ConfigError(
-                "no output: give -o FILE.mp4 (a video file), -o null (discard, for measuring), "
-                "and/or --preview (a window)."
+                "no output: give -o /dev/videoN (a virtual camera; -o auto picks the first), "
+                "-o FILE.mp4 (a video file), -o null (discard, for measuring), and/or "
+                "--preview (a window)."
             )
 
     @property

@@ -42,6 +42,7 @@ class Metrics:
         self.processed = 0
         self.written = 0  # frame writes, repeats included
         self.repeats = 0  # writes of an already written frame (output clock ahead)
+        self.placeholders = 0  # placeholder writes (before the first frame, or idle)
         self.dropped_before_process = 0
         self.dropped_before_output = 0
         self.started = time.monotonic()

@@ -13,6 +13,7 @@ from mattecam.frame import Frame
 from mattecam.metrics import Metrics
 from mattecam.process import FrameProcessor
 from mattecam.sinks.base import Sink
+from mattecam.sinks.placeholder import placeholder
 from mattecam.slot import Slot, SlotClosed
 from mattecam.sources.base import Source
 
@@ -32,9 +33,15 @@ class Pipeline:
       the machine allows;
     * live mode (a camera, a paced file, a window or virtual camera): newest-frame-wins
       slots, so latency never builds up, and the output runs on its own clock: a new frame is
-      written as soon as it is ready (but not faster than the frame rate), and the last frame
-      is written again when processing falls behind by a whole frame interval, so consumers
-      never stall.
+      written as soon as it is ready (at most about one per frame interval), and the last
+      frame is written again when no new one came for a frame interval and a quarter, so
+      consumers never stall while ordinary jitter does not cause a repeat. Sinks that want
+      it (the virtual camera) get a placeholder picture until the first frame arrives.
+
+    On demand: when every sink can tell how many consumers watch it and all say none (a
+    virtual camera nobody reads), the pipeline goes idle: the capture thread releases a
+    camera (its light goes off), nothing is processed, and the placeholder keeps flowing.
+    When someone starts watching, the camera is opened again. ``always_on`` disables this.
 
     The first exception in any thread stops the pipeline and is re-raised by :meth:`run`.
     """
@@ -48,6 +55,7 @@ class Pipeline:
         live: bool,
         fps: float | None = None,
         metrics: Metrics | None = None,
+        always_on: bool = False,
     ) -> None:
         self.source = source
         self.processor = processor
@@ -55,7 +63,10 @@ class Pipeline:
         self.live = live
         self._fps = fps
         self.metrics = metrics or Metrics()
+        self.always_on = always_on
         self.stop_event = threading.Event()
+        self.idle = threading.Event()  # set while nobody watches
+        self._placeholder: Frame | None = None
         self._errors: list[BaseException] = []
         self._in: Slot[Frame] = Slot(lossless=not live)
         self._out: Slot[Frame] = Slot(lossless=not live)
@@ -84,6 +95,8 @@ class Pipeline:
                 sink.open(self.source.size, self.fps)
                 stack.push(sink)  # Sink.__exit__ closes or aborts
                 log.info("output: %s", sink.describe())
+            if self.live and any(s.wants_placeholder for s in self.sinks):
+                self._placeholder = Frame(placeholder(*self.source.size), -1, time.monotonic())
             stack.callback(self.processor.close)
             self._run_threads(status_interval, on_status)
             if self._errors:
@@ -145,8 +158,20 @@ class Pipeline:
         return True
 
     def _capture(self) -> None:
+        released = False
         try:
             while not self.stop_event.is_set():
+                if self.idle.is_set():
+                    if self.source.release_when_idle and not released:
+                        self.source.close()
+                        released = True
+                        log.info("nobody is watching: %s released", self.source.describe())
+                    self.stop_event.wait(POLL)
+                    continue
+                if released:
+                    self.source.open()
+                    released = False
+                    log.info("someone is watching: %s opened again", self.source.describe())
                 frame = self.source.read()
                 if frame is None:
                     log.info("end of input after %d frames", self.metrics.captured)
@@ -194,23 +219,53 @@ class Pipeline:
                     self._write(frame, repeat=False)
             return
         period = 1.0 / self.fps
-        min_gap = 0.75 * period  # never faster than the frame rate, with some slack for jitter
+        min_gap = 0.5 * period  # not much faster than the frame rate, yet no added latency
+        grace = 1.25 * period  # how long without a new frame before the last one is repeated
         last: Frame | None = None
         last_write = float("-inf")
+        gap = period  # grace after a new frame, one period between repeats
         while not self.stop_event.is_set():
+            if self._update_idle():
+                last = None  # after a pause, show the placeholder, not a stale picture
             now = time.monotonic()
-            deadline = last_write + period if last is not None else now + POLL
+            has_fill = last is not None or self._placeholder is not None
+            deadline = last_write + gap if has_fill else now + POLL
             frame = self._out.get(timeout=min(max(deadline - now, 0.0), POLL))
             now = time.monotonic()
-            if frame is not None:
+            if frame is not None and not self.idle.is_set():
                 wait = last_write + min_gap - now
                 if wait > 0:
                     self.stop_event.wait(wait)
                     frame = self._out.get(timeout=0) or frame
                     now = time.monotonic()
-                last, last_write = frame, now
+                last, last_write, gap = frame, now, grace
                 self._write(frame, repeat=False)
-            elif last is not None and now >= deadline:
-                # Processing is late: keep the consumer fed with the last frame, on cadence.
-                last_write = max(deadline, now - period)
-                self._write(last, repeat=True)
+            elif has_fill and now >= deadline:
+                # Processing is late (or paused): keep consumers fed, on cadence.
+                last_write, gap = max(deadline, now - period), period
+                if last is not None:
+                    self._write(last, repeat=True)
+                elif self._placeholder is not None:
+                    self._write_placeholder(self._placeholder)
+
+    def _write_placeholder(self, frame: Frame) -> None:
+        for sink in self.sinks:
+            if sink.wants_placeholder:
+                sink.write(frame)
+        self.metrics.placeholders += 1
+
+    def _update_idle(self) -> bool:
+        """Re-read the sinks' viewer counts; True when the pipeline just went idle."""
+        if self.always_on:
+            return False
+        counts = [s.viewers for s in self.sinks]
+        idle = bool(counts) and all(c == 0 for c in counts)
+        if idle == self.idle.is_set():
+            return False
+        if idle:
+            self.idle.set()
+            log.info("no one is watching the output: pausing")
+            return True
+        self.idle.clear()
+        log.info("someone started watching the output: resuming")
+        return False

@@ -21,9 +21,17 @@ class Sink(ABC):
     #: Whether the sink wants frames on a steady clock (a window, a virtual camera) rather
     #: than once per processed frame (a file written from a file, in batch mode).
     live = False
+    #: Whether the sink must be fed a placeholder picture until the first real frame (and
+    #: while the camera is paused): a virtual camera whose consumers must never stall.
+    wants_placeholder = False
     #: Set by the sink when the user asked it to stop (e.g. closed the preview window).
     stop_requested = False
     frames_written = 0
+
+    @property
+    def viewers(self) -> int | None:
+        """How many consumers watch this output right now; None when unknown (always on)."""
+        return None
 
     @abstractmethod
     def open(self, size: tuple[int, int], fps: float) -> None:

@@ -26,6 +26,8 @@ class Source(ABC):
     live: bool = False
     #: Number of frames if known in advance (files), else None.
     frame_count: int | None = None
+    #: Close the source while nobody watches the output (a camera: its light goes off).
+    release_when_idle: bool = False
 
     @abstractmethod
     def open(self) -> None:

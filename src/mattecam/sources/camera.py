@@ -56,6 +56,7 @@ class CameraSource(Source):
     """
 
     live = True
+    release_when_idle = True
 
     def __init__(
         self,

@@ -144,6 +144,9 @@ class FileSource(Source):
             delay = self._t0 + media_t - now
             if delay > 0:
                 time.sleep(delay)
+            elif delay < -0.5:
+                # Far behind (after a pause, or a slow reader): re-anchor instead of bursting.
+                self._t0 = now - media_t
         frame = Frame(image=image, seq=self._seq, t_capture=time.monotonic(), pts=media_t)
         frame.timings["decode"] = decode_ms
         self._seq += 1
