@@ -185,3 +185,105 @@ def test_sink_can_ask_to_stop(clip: Path, processor: FrameProcessor) -> None:
     m = p.run()
     assert 5 <= m.written <= 7
     assert rec.closed == 1
+
+
+class WatchedSink(RecordingSink):
+    """A sink that, like the virtual camera, wants placeholders and reports its viewers."""
+
+    wants_placeholder = True
+
+    def __init__(self, viewers: int | None) -> None:
+        super().__init__(live=True)
+        self.watchers = viewers
+
+    @property
+    def viewers(self) -> int | None:
+        return self.watchers
+
+
+class CountingCamera(FileSource):
+    """A looping paced file that, like a camera, is released while nobody watches."""
+
+    release_when_idle = True
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, realtime=True, loop=True)
+        self.opens = 0
+        self.closes = 0
+        self.is_open = False
+
+    def open(self) -> None:
+        super().open()
+        self.opens += 1
+        self.is_open = True
+
+    def close(self) -> None:
+        if self.is_open:
+            self.closes += 1
+        self.is_open = False
+        super().close()
+
+
+def wait_for(condition: object, timeout: float = 5.0) -> float:
+    t0 = time.monotonic()
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() - t0 < timeout, "condition not met in time"
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def test_placeholder_until_the_first_frame(tmp_path: Path, processor: FrameProcessor) -> None:
+    clip = write_clip(tmp_path / "c.mp4", n=6, fps=30)
+    sink = WatchedSink(viewers=None)
+    slow_start = SlowProcessor(processor, delay=0.3)
+    m = Pipeline(FileSource(clip, realtime=True), slow_start, [sink], live=True).run()
+    assert sink.seqs[0] == -1  # the placeholder came first, before any processed frame
+    first_real = next(i for i, s in enumerate(sink.seqs) if s >= 0)
+    assert first_real >= 5  # ~0.3 s at 30 fps of placeholders
+    gaps = np.diff(sink.times[: first_real + 1])
+    assert gaps.max() < 0.1  # the placeholder flowed on the clock
+    assert m.placeholders == first_real
+
+
+def test_nobody_watching_releases_the_camera_and_resumes(
+    tmp_path: Path, processor: FrameProcessor
+) -> None:
+    clip = write_clip(tmp_path / "c.mp4", n=12, fps=30)
+    cam = CountingCamera(clip)
+    sink = WatchedSink(viewers=1)
+    p = Pipeline(cam, processor, [sink], live=True)
+    runner = threading.Thread(target=p.run)
+    runner.start()
+    try:
+        wait_for(lambda: sink.frames_written > 10 and max(sink.seqs) >= 0)
+        sink.watchers = 0
+        released_after = wait_for(lambda: not cam.is_open)
+        assert released_after < 2.0
+        assert p.idle.is_set()
+        n = len(sink.seqs)
+        time.sleep(0.5)
+        assert all(s == -1 for s in sink.seqs[n:])  # only placeholders while idle
+        assert len(sink.seqs) - n >= 10  # ... and they keep flowing
+        processed = p.metrics.processed
+        time.sleep(0.3)
+        assert p.metrics.processed == processed  # no inference while idle
+        sink.watchers = 1
+        mark = len(sink.seqs)
+        back_after = wait_for(lambda: any(s >= 0 for s in sink.seqs[mark:]))
+        assert back_after < 2.0
+        assert cam.opens == 2
+    finally:
+        p.stop()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_always_on_ignores_viewers(tmp_path: Path, processor: FrameProcessor) -> None:
+    clip = write_clip(tmp_path / "c.mp4", n=12, fps=30)
+    cam = CountingCamera(clip)
+    sink = WatchedSink(viewers=0)
+    p = Pipeline(cam, processor, [sink], live=True, always_on=True)
+    threading.Timer(1.0, p.stop).start()
+    p.run()
+    assert cam.opens == 1 and not p.idle.is_set()
+    assert max(sink.seqs) > 5
