@@ -287,3 +287,78 @@ def test_always_on_ignores_viewers(tmp_path: Path, processor: FrameProcessor) ->
     p.run()
     assert cam.opens == 1 and not p.idle.is_set()
     assert max(sink.seqs) > 5
+
+
+def test_live_change_of_background_does_not_interrupt_output(
+    tmp_path: Path, processor: FrameProcessor
+) -> None:
+    """Swap the background mid-run: the output keeps its cadence (no gap longer than two
+    frame intervals) and frames after the swap show the new colour."""
+    clip = write_clip(tmp_path / "c.mp4", n=24, fps=30)
+    colours: list[tuple[float, int]] = []
+
+    class ColourSink(RecordingSink):
+        def write(self, frame: Frame) -> None:
+            super().write(frame)
+            colours.append((time.monotonic(), int(frame.image[-1, -1, 0])))
+
+    sink = ColourSink(live=True)
+    p = Pipeline(FileSource(clip, realtime=True, loop=True), processor, [sink], live=True)
+    swap_at: list[float] = []
+
+    def swap() -> None:
+        swap_at.append(time.monotonic())
+        p.processor.update(background=ColorBackground((255, 0, 0)), mirror=True)
+
+    threading.Timer(0.7, swap).start()
+    threading.Timer(1.5, p.stop).start()
+    p.run()
+    times = np.array(sink.times)
+    assert np.diff(times).max() < 2 / 30
+    before = [c for t, c in colours if t < swap_at[0]]
+    after = [c for t, c in colours if t > swap_at[0] + 0.2]
+    assert before and after
+    assert np.median(before) < 50 and np.median(after) > 200  # green (B=0) -> blue (B=255)
+    assert processor.mirror is True
+
+
+def test_update_closes_replaced_stages(processor: FrameProcessor) -> None:
+    closed: list[str] = []
+
+    class Tracked(ColorBackground):
+        def __init__(self, name: str) -> None:
+            super().__init__((0, 0, 0))
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+
+    processor.update(background=Tracked("a"))
+    processor.update(background=Tracked("b"))  # supersedes a before it was ever used
+    assert closed == ["a"]
+    frame = Frame(np.zeros((96, 160, 3), np.uint8), 0, time.monotonic())
+    processor.process(frame)
+    assert isinstance(processor.background, Tracked) and processor.background.name == "b"
+    processor.update(background=Tracked("c"))
+    processor.process(frame)
+    assert closed == ["a", "b"]
+
+
+def test_pause_sends_a_still_then_resumes(tmp_path: Path, processor: FrameProcessor) -> None:
+    clip = write_clip(tmp_path / "c.mp4", n=24, fps=30)
+    sink = RecordingSink(live=True)
+    p = Pipeline(FileSource(clip, realtime=True, loop=True), processor, [sink], live=True)
+    still = np.full((10, 10, 3), 77, np.uint8)
+    threading.Timer(0.5, lambda: p.pause(still)).start()
+    threading.Timer(1.2, lambda: p.pause(None)).start()
+    threading.Timer(1.8, p.stop).start()
+    processed: list[int] = []
+    threading.Timer(0.8, lambda: processed.append(p.metrics.processed)).start()
+    threading.Timer(1.1, lambda: processed.append(p.metrics.processed)).start()
+    p.run()
+    seqs = np.array(sink.seqs)
+    paused = np.flatnonzero(seqs == -2)
+    assert len(paused) >= 15  # ~0.7 s of stills at 30 fps
+    assert seqs[paused[-1] + 1 :].max() >= 0  # live again afterwards
+    assert processed[0] == processed[1]  # nothing processed while paused
+    assert np.diff(np.array(sink.times)).max() < 2 / 30

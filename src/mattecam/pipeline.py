@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
+from mattecam.compositing.blend import cover_fit
 from mattecam.errors import MattecamError
-from mattecam.frame import Frame
+from mattecam.frame import Frame, Image
 from mattecam.metrics import Metrics
 from mattecam.process import FrameProcessor
 from mattecam.sinks.base import Sink
@@ -67,6 +68,7 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.idle = threading.Event()  # set while nobody watches
         self._placeholder: Frame | None = None
+        self._pause_frame: Frame | None = None
         self._errors: list[BaseException] = []
         self._in: Slot[Frame] = Slot(lossless=not live)
         self._out: Slot[Frame] = Slot(lossless=not live)
@@ -132,6 +134,23 @@ class Pipeline:
                 if t.is_alive():
                     log.warning("thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT)
 
+    def pause(self, image: Image | None) -> None:
+        """Send ``image`` (a still, a "be right back" card; scaled to cover the output) to
+        every output instead of the live picture, without processing; None resumes.
+        Safe from any thread; the outputs stay open and keep their frame rate."""
+        if image is None:
+            self._pause_frame = None
+            log.info("resumed")
+            return
+        w, h = self.source.size
+        self._pause_frame = Frame(cover_fit(image, w, h), -2, time.monotonic())
+        log.info("paused: sending a still picture")
+
+    @property
+    def paused(self) -> bool:
+        """True while :meth:`pause` holds a picture."""
+        return self._pause_frame is not None
+
     def stop(self) -> None:
         """Ask every thread to finish; safe from any thread and from signal handlers."""
         self.stop_event.set()
@@ -187,8 +206,8 @@ class Pipeline:
         try:
             while not self.stop_event.is_set():
                 frame = self._in.get(timeout=POLL)
-                if frame is None:
-                    continue
+                if frame is None or self._pause_frame is not None:
+                    continue  # paused: frames are taken (newest wins) but not processed
                 out = self.processor.process(frame)
                 self.metrics.processed += 1
                 if not self._put(self._out, out):
@@ -228,6 +247,17 @@ class Pipeline:
             if self._update_idle():
                 last = None  # after a pause, show the placeholder, not a stale picture
             now = time.monotonic()
+            pause = self._pause_frame
+            if pause is not None:
+                self._out.get(timeout=0)  # a frame finished just before the pause: drop it
+                wait = last_write + period - now
+                if wait > 0:
+                    self.stop_event.wait(min(wait, POLL))
+                else:
+                    last_write, gap = max(last_write + period, now - period), period
+                    self._write(pause, repeat=True)
+                last = None  # on resume, fill with the placeholder until a fresh frame
+                continue
             has_fill = last is not None or self._placeholder is not None
             deadline = last_write + gap if has_fill else now + POLL
             frame = self._out.get(timeout=min(max(deadline - now, 0.0), POLL))

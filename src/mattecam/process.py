@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,6 +22,10 @@ class FrameProcessor:
     Owned by the processing thread. The output frame keeps the input's ``seq``, ``t_capture``
     and ``pts`` and adds per-stage timings in milliseconds: ``preprocess``, ``inference``,
     ``refine``, ``composite`` (background rendering included).
+
+    Live changes: :meth:`update` may be called from any thread with new, ready-built stages
+    or settings; they take effect at the next frame boundary, and the stages they replace
+    are closed on the processing thread. Nothing else is reopened.
     """
 
     def __init__(
@@ -37,8 +43,46 @@ class FrameProcessor:
         self.mirror = mirror
         self.light_wrap = light_wrap
         self._compositor = Compositor()
+        self._lock = threading.Lock()  # guards _pending only
+        self._pending: dict[str, Any] = {}
+
+    def update(
+        self,
+        *,
+        segmenter: Segmenter | None = None,
+        refiner: Refiner | None = None,
+        background: Background | None = None,
+        mirror: bool | None = None,
+        light_wrap: float | None = None,
+    ) -> None:
+        """Queue changes for the next frame (any thread). A later call for the same item
+        before that frame replaces the earlier one, which is then closed."""
+        changes = {
+            k: v
+            for k, v in (("segmenter", segmenter), ("refiner", refiner),
+                         ("background", background), ("mirror", mirror),
+                         ("light_wrap", light_wrap))
+            if v is not None
+        }  # fmt: skip
+        with self._lock:
+            for key, value in changes.items():
+                superseded = self._pending.get(key)
+                if superseded is not None and hasattr(superseded, "close"):
+                    superseded.close()
+                self._pending[key] = value
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for key, value in pending.items():
+            old = getattr(self, key)
+            setattr(self, key, value)
+            if old is not value and hasattr(old, "close"):
+                old.close()
 
     def process(self, frame: Frame) -> Frame:
+        if self._pending:
+            self._apply_pending()
         image = frame.image
         timings = frame.timings
         if self.mirror:
@@ -64,6 +108,7 @@ class FrameProcessor:
         return Frame(out, frame.seq, frame.t_capture, frame.pts, timings)
 
     def close(self) -> None:
-        """Release the model and the background."""
+        """Release the model and the background, and anything still queued."""
+        self._apply_pending()
         self.segmenter.close()
         self.background.close()
