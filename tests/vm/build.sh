@@ -16,13 +16,23 @@
 # Env: MATTECAM_VM_CACHE  cache dir
 #      MATTECAM_VM_KVER   kernel ABI to use, e.g. 6.1.0-56-amd64 (default: the one
 #                         already cached, else what linux-headers-amd64 points to)
+#      MATTECAM_VM_TRIXIE_MIRROR  Debian mirror for the trixie download (default: the
+#                         host's Debian mirror from its apt sources, else deb.debian.org)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${MATTECAM_VM_CACHE:-$HOME/.cache/mattecam-vm}
 # suite -> the v4l2loopback-source of that suite is built
 LOOPBACK_SUITES=(bookworm trixie)
-TRIXIE_MIRROR=${MATTECAM_VM_TRIXIE_MIRROR:-http://deb.debian.org/debian}
+# Mirror for the trixie source list: the host's Debian mirror, else deb.debian.org.
+host_mirror() {
+    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+      grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+          | sed -E 's/^deb (\[[^]]*\] )?//' | awk '{print $1}'
+    } | grep -E '/debian/?$' | head -n1 || true
+}
+TRIXIE_MIRROR=${MATTECAM_VM_TRIXIE_MIRROR:-$(host_mirror)}
+TRIXIE_MIRROR=${TRIXIE_MIRROR:-http://deb.debian.org/debian}
 # Kernel modules put into the initramfs (plus their dependencies).
 BASE_MODULES=(virtio_pci virtio_rng 9pnet_virtio 9p overlay)
 EXTRA_MODULES=(videodev vivid)
@@ -38,7 +48,7 @@ for a in "$@"; do
         --force) FORCE=1 ;;
         --no-apt) APT=0 ;;
         --quiet|-q) QUIET=1 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $a" >&2; exit 2 ;;
     esac
 done
@@ -219,7 +229,7 @@ for suite in "${LOOPBACK_SUITES[@]}"; do
         vm=$(modinfo -F vermagic "$ko")
         case $vm in "$KVER "*) ;; *) die "vermagic '$vm' of $ko does not match $KVER" ;; esac
         echo "$KVER $v" > "$d/.built-for"
-        info "built $ko (srcversion $(modinfo -F srcversion "$ko"))"
+        info "built $ko (sha256 $(sha256sum "$ko" | cut -c1-16))"
     else
         info "have v4l2loopback $label module ($suite)"
     fi
