@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mattecam.errors import ConfigError
+from mattecam.matte import REFINERS
+from mattecam.sinks.convert import FORMATS as OUTPUT_FORMATS
 from mattecam.sources.camera import CAMERA_FORMATS
+
+#: Default port of the control page (``--control-port``); 0 lets the system pick a free one.
+CONTROL_PORT = 8765
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
-    """Everything one run of mattecam needs; built from the command line.
+    """Everything one run of mattecam needs; built from the config file and the command line.
 
     Sizes are in pixels, ``fps`` in frames per second, ``blur_strength`` is the Gaussian sigma
     in pixels at 720p height (scaled with the frame).
@@ -36,6 +41,8 @@ class Settings:
     light_wrap: float = 0.0
     output_format: str = "yuyv"
     always_on: bool = False
+    control: bool = False
+    control_port: int = CONTROL_PORT
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -57,6 +64,20 @@ class Settings:
             raise ConfigError(f"--edge-eps must be in (0, 1], got {self.edge_eps:g}.")
         if not 0 <= self.light_wrap <= 1:
             raise ConfigError(f"--light-wrap must be between 0 and 1, got {self.light_wrap:g}.")
+        if self.refine not in REFINERS:
+            raise ConfigError(
+                f"--refine must be one of {', '.join(REFINERS)}, got {self.refine!r}."
+            )
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"--output-format must be one of {', '.join(OUTPUT_FORMATS)}, "
+                f"got {self.output_format!r}."
+            )
+        if not 0 <= self.control_port <= 65535:
+            raise ConfigError(
+                f"--control-port must be between 1 and 65535 (or 0: any free port), "
+                f"got {self.control_port}."
+            )
         if not 1 <= self.threads <= 16:
             raise ConfigError(f"--threads must be between 1 and 16, got {self.threads}.")
         if not self.outputs and not self.preview:

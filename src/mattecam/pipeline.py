@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
+import cv2
+
 from mattecam.compositing.blend import cover_fit
 from mattecam.errors import MattecamError
 from mattecam.frame import Frame, Image
@@ -89,6 +91,9 @@ class Pipeline:
         Sinks are closed (files finalised) on a normal end or a stop request, and aborted
         (partial files removed) when an error occurred.
         """
+        # One thread per stage: OpenCV's own worker pool would compete with the other stages
+        # for the same cores and gets slower, not faster, when they are busy.
+        cv2.setNumThreads(1)
         with ExitStack() as stack:
             self.source.open()
             stack.callback(self.source.close)

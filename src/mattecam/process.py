@@ -13,7 +13,7 @@ from mattecam.compositing.backgrounds import Background
 from mattecam.compositing.blend import Compositor, light_wrap
 from mattecam.frame import Frame
 from mattecam.matte.base import Refiner
-from mattecam.segmentation.base import Segmenter
+from mattecam.segmentation.base import Segmenter, shrink
 
 
 class FrameProcessor:
@@ -90,11 +90,12 @@ class FrameProcessor:
         if not self.background.replaces:
             return Frame(image, frame.seq, frame.t_capture, frame.pts, timings)
         t0 = time.perf_counter()
-        tensor = self.segmenter.preprocess(image)
+        small = shrink(image, *self.segmenter.input_size)
+        tensor = self.segmenter.tensor(small)
         t1 = time.perf_counter()
         alpha = self.segmenter.run(tensor)
         t2 = time.perf_counter()
-        matte = self.refiner.refine(alpha, image)
+        matte = self.refiner.refine(alpha, image, small)
         t3 = time.perf_counter()
         bg = self.background.render(image, matte)
         out = self._compositor.composite(image, bg, matte)

@@ -22,8 +22,12 @@ class Refiner(ABC):
     """
 
     @abstractmethod
-    def refine(self, alpha: Alpha, frame: Image) -> Matte:
-        """``alpha`` at model resolution (float32 0..1) and the full BGR frame -> matte."""
+    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
+        """``alpha`` at model resolution (float32 0..1) and the full BGR frame -> matte.
+
+        ``small`` is the frame already shrunk to the model's input size (what the model saw),
+        passed by the caller when it has it so refiners need not shrink the frame again.
+        """
 
     def reset(self) -> None:  # noqa: B027 - stateless refiners need nothing
         """Forget temporal state."""

@@ -30,11 +30,17 @@ class GuidedRefiner(Refiner):
     """
 
     def __init__(
-        self, *, radius: int = 2, eps: float = 1e-3, work_height: int | None = None
+        self,
+        *,
+        radius: int = 2,
+        eps: float = 1e-3,
+        work_height: int | None = None,
+        apply_scale: int = 1,
     ) -> None:
         self.radius = radius
         self.eps = eps
         self.work_height = work_height
+        self.apply_scale = max(1, apply_scale)
         # Full-resolution float buffers, reused between frames: fresh multi-megabyte arrays
         # every frame cost more in page faults than the arithmetic itself.
         self._buffers: dict[str, F32] = {}
@@ -46,35 +52,48 @@ class GuidedRefiner(Refiner):
             buf = self._buffers[name] = np.empty(shape, np.float32)
         return buf
 
-    def refine(self, alpha: Alpha, frame: Image) -> Matte:
+    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
         h, w = frame.shape[:2]
+        k = self.apply_scale
+        ah, aw = max(1, h // k), max(1, w // k)
+        # Luminance at the resolution the linear model is applied at.
         grey = self._grey
-        if grey.shape != (h, w):
-            grey = self._grey = np.empty((h, w), np.uint8)
-        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=grey)
+        if grey.shape != (ah, aw):
+            grey = self._grey = np.empty((ah, aw), np.uint8)
+        if k == 1:
+            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=grey)
+        else:
+            half = cv2.resize(frame, (aw, ah), interpolation=cv2.INTER_AREA)
+            cv2.cvtColor(half, cv2.COLOR_BGR2GRAY, dst=grey)
         if self.work_height is None:
             wh, ww = alpha.shape
             p = alpha
         else:
             # An integer reduction keeps INTER_AREA on its fast path.
-            k = max(1, round(h / self.work_height))
-            ww, wh = max(1, w // k), max(1, h // k)
+            r = max(1, round(h / self.work_height))
+            ww, wh = max(1, w // r), max(1, h // r)
             p = np.asarray(cv2.resize(alpha, (ww, wh), interpolation=cv2.INTER_LINEAR), np.float32)
-        guide = shrink(grey, ww, wh).astype(np.float32)
+        if small is not None and small.shape[:2] == (wh, ww):
+            guide = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        else:
+            guide = shrink(grey, ww, wh).astype(np.float32)
         guide *= np.float32(1.0 / 255.0)
         a, b = self._coefficients(guide, p)
-        # Apply at full resolution in 0..255 units: matte = a * grey + 255 * b.
+        # Apply the per-pixel linear model in 0..255 units: matte = a * grey + 255 * b.
         b *= np.float32(255.0)
-        a_full = self._buffer("a", (h, w))
-        b_full = self._buffer("b", (h, w))
-        q = self._buffer("q", (h, w))
-        cv2.resize(a, (w, h), dst=a_full, interpolation=cv2.INTER_LINEAR)
-        cv2.resize(b, (w, h), dst=b_full, interpolation=cv2.INTER_LINEAR)
+        a_up = self._buffer("a", (ah, aw))
+        b_up = self._buffer("b", (ah, aw))
+        q = self._buffer("q", (ah, aw))
+        cv2.resize(a, (aw, ah), dst=a_up, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(b, (aw, ah), dst=b_up, interpolation=cv2.INTER_LINEAR)
         q[:] = grey
-        cv2.multiply(q, a_full, dst=q)
-        cv2.add(q, b_full, dst=q)
+        cv2.multiply(q, a_up, dst=q)
+        cv2.add(q, b_up, dst=q)
         cv2.threshold(q, 0, 0, cv2.THRESH_TOZERO, dst=q)  # clamp below; uint8 saturates above
-        return np.asarray(cv2.convertScaleAbs(q), np.uint8)
+        matte = cv2.convertScaleAbs(q)
+        if k != 1:
+            matte = cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(matte, np.uint8)
 
     def _coefficients(self, guide: F32, p: F32) -> tuple[F32, F32]:
         ksize = (2 * self.radius + 1, 2 * self.radius + 1)

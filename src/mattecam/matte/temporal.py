@@ -30,9 +30,11 @@ class TemporalRefiner(Refiner):
         self._prev_alpha: NDArray[np.float32] | None = None
         self._prev_grey: NDArray[np.float32] | None = None
 
-    def refine(self, alpha: Alpha, frame: Image) -> Matte:
+    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
         h, w = alpha.shape
-        grey = cv2.cvtColor(shrink(frame, w, h), cv2.COLOR_BGR2GRAY).astype(np.float32)
+        if small is None or small.shape[:2] != (h, w):
+            small = shrink(frame, w, h)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
         grey *= np.float32(1.0 / 255.0)
         prev, prev_grey = self._prev_alpha, self._prev_grey
         if prev is not None and prev_grey is not None and prev.shape == alpha.shape:
@@ -40,7 +42,7 @@ class TemporalRefiner(Refiner):
             weight = np.clip(self.floor + motion * np.float32(1.0 / self.motion_scale), 0, 1)
             alpha = np.asarray(prev + weight * (alpha - prev), np.float32)
         self._prev_alpha, self._prev_grey = alpha, grey
-        return self.inner.refine(alpha, frame)
+        return self.inner.refine(alpha, frame, small)
 
     def reset(self) -> None:
         self._prev_alpha = self._prev_grey = None

@@ -17,7 +17,7 @@ class BilinearRefiner(Refiner):
     runs on 8-bit data, which is several times cheaper than on float32.
     """
 
-    def refine(self, alpha: Alpha, frame: Image) -> Matte:
+    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
         h, w = frame.shape[:2]
-        small = cv2.convertScaleAbs(alpha, alpha=255.0)
-        return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
+        alpha8 = cv2.convertScaleAbs(alpha, alpha=255.0)
+        return np.asarray(cv2.resize(alpha8, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
