@@ -16,7 +16,7 @@ from mattecam.errors import InputNotFoundError, UnsupportedFormatError
 from mattecam.evaluation.metrics import MetricAccumulator
 from mattecam.frame import Image
 from mattecam.matte.base import Refiner
-from mattecam.segmentation.base import Segmenter
+from mattecam.segmentation.base import Segmenter, shrink
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +93,10 @@ def evaluate(
         if not temporal:
             refiner.reset()
         t0 = time.perf_counter()
-        alpha = segmenter.infer(s.image)
+        small = shrink(s.image, *segmenter.input_size)  # as the live pipeline does
+        alpha = segmenter.run(segmenter.tensor(small))
         t1 = time.perf_counter()
-        matte = refiner.refine(alpha, s.image)
+        matte = refiner.refine(alpha, s.image, small)
         t2 = time.perf_counter()
         infer_ms.append((t1 - t0) * 1e3)
         refine_ms.append((t2 - t1) * 1e3)
