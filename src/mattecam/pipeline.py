@@ -95,6 +95,7 @@ class Pipeline:
         # for the same cores and gets slower, not faster, when they are busy.
         cv2.setNumThreads(1)
         with ExitStack() as stack:
+            stack.callback(self.processor.close)  # closed last, whatever fails below
             self.source.open()
             stack.callback(self.source.close)
             log.info("input: %s", self.source.describe())
@@ -104,7 +105,6 @@ class Pipeline:
                 log.info("output: %s", sink.describe())
             if self.live and any(s.wants_placeholder for s in self.sinks):
                 self._placeholder = Frame(placeholder(*self.source.size), -1, time.monotonic())
-            stack.callback(self.processor.close)
             self._run_threads(status_interval, on_status)
             if self._errors:
                 raise self._errors[0]
