@@ -60,6 +60,7 @@ class BenchOptions:
     cpu_load: bool = False
     batch: bool = True
     live: bool = True
+    soak_frames: int = 0
 
 
 @dataclass
@@ -71,6 +72,7 @@ class SizeResult:
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     batch_fps: float | None = None
     live: dict[str, float | int] = field(default_factory=dict)
+    soak: dict[str, float] = field(default_factory=dict)
 
 
 def rss_mb() -> float:
@@ -209,6 +211,35 @@ def run_batch(opts: BenchOptions, prepared: Prepared) -> tuple[float, Metrics]:
     return metrics.written / elapsed, metrics
 
 
+def run_soak(opts: BenchOptions, prepared: Prepared) -> dict[str, float]:
+    """``soak_frames`` frames in batch mode (the input looped): does memory grow?
+
+    RSS is sampled after a 500-frame warm-up and at the end; the growth between the two is
+    what a long call would accumulate.
+    """
+    if prepared.jpegs is None:
+        raise ConfigError("--soak needs --codec mjpeg")
+    source = JpegReplaySource(prepared.jpegs, fps=prepared.fps, loop=True, limit=opts.soak_frames)
+    marks: dict[str, float] = {}
+
+    class Probe(NullSink):
+        def write(self, frame: Frame) -> None:
+            super().write(frame)
+            if frame.seq == 500:
+                marks["rss0"] = rss_mb()
+
+    probe = Probe(pixel_format(opts.pixel_format))
+    t0 = time.perf_counter()
+    Pipeline(source, make_processor(opts, prepared.size), [probe], live=False).run()
+    return {
+        "frames": probe.frames_written,
+        "seconds": time.perf_counter() - t0,
+        "rss_after_warmup_mb": marks.get("rss0", float("nan")),
+        "rss_end_mb": rss_mb(),
+        "rss_growth_mb": rss_mb() - marks.get("rss0", float("nan")),
+    }
+
+
 def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, float | int]:
     """Paced input for ``live_seconds``: CPU, latency, drops, memory."""
     fps = prepared.fps
@@ -280,6 +311,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
                     r.stages = summarise_stages(m)
                 if opts.live:
                     r.live = run_live(opts, prepared)
+                if opts.soak_frames:
+                    r.soak = run_soak(opts, prepared)
                 results.append(r)
     finally:
         if load is not None:
@@ -332,6 +365,13 @@ def format_table(report: dict[str, Any]) -> str:
                 f"p50 {lv['latency_first_third_p50_ms']:.1f}, last third "
                 f"{lv['latency_last_third_p50_ms']:.1f}), dropped {lv['dropped']}, repeated "
                 f"{lv['repeated']}, RSS growth {lv['rss_growth_mb']:+.1f} MB"
+            )
+        sk = r.get("soak")
+        if sk:
+            lines.append(
+                f"  soak: {sk['frames']} frames in {sk['seconds']:.0f} s, RSS "
+                f"{sk['rss_after_warmup_mb']:.1f} MB after warm-up -> {sk['rss_end_mb']:.1f} MB "
+                f"({sk['rss_growth_mb']:+.1f} MB)"
             )
     lines.append(f"\npeak RSS {report['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)

@@ -36,10 +36,16 @@ def encode_jpeg(image: Image, quality: int = 85) -> bytes:
 
 class JpegReplaySource(Source):
     """Plays a list of JPEG frames as a camera would deliver them: decoded on the capture
-    thread, optionally paced at ``fps`` and looped."""
+    thread, optionally paced at ``fps``, looped, and stopped after ``limit`` frames."""
 
     def __init__(
-        self, jpegs: Sequence[bytes], *, fps: float, realtime: bool = False, loop: bool = False
+        self,
+        jpegs: Sequence[bytes],
+        *,
+        fps: float,
+        realtime: bool = False,
+        loop: bool = False,
+        limit: int | None = None,
     ) -> None:
         if not jpegs:
             raise SourceError("no JPEG frames to play")
@@ -47,6 +53,7 @@ class JpegReplaySource(Source):
         self.fps = fps
         self.live = realtime
         self.loop = loop
+        self.limit = limit
         self._seq = 0
         self._t0 = 0.0
         self.frame_count = None if loop else len(jpegs)
@@ -58,7 +65,9 @@ class JpegReplaySource(Source):
 
     def read(self) -> Frame | None:
         i = self._seq
-        if i >= len(self._jpegs) and not self.loop:
+        if (i >= len(self._jpegs) and not self.loop) or (
+            self.limit is not None and i >= self.limit
+        ):
             return None
         if self.live:
             now = time.monotonic()

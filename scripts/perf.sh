@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Reproduce the tables in docs/performance.md (about 8 minutes on 2 cores).
+#   bash scripts/perf.sh > /tmp/perf.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mc=.venv/bin/mattecam
+echo "## main: MJPEG in, YUYV out, landscape, image background, guided+temporal"
+"$mc" bench --size 640x480 --size 1280x720 --size 1920x1080 --frames 300 --live-seconds 15
+echo "## 1080p alone (peak RSS of a 1080p run)"
+"$mc" bench --size 1920x1080 --frames 300 --live-seconds 10
+echo "## blur background, 720p"
+"$mc" bench --size 1280x720 --frames 300 --no-live -b blur
+echo "## image background again, 720p (same run conditions as the blur line above)"
+"$mc" bench --size 1280x720 --frames 300 --no-live
+echo "## H.264 file input, 720p"
+"$mc" bench --size 1280x720 --frames 300 --codec h264 --live-seconds 10
+echo "## competing load: one core kept busy by another process, 720p"
+"$mc" bench --size 1280x720 --frames 300 --live-seconds 10 --load
+echo "## single-thread figure for comparison: stages in one thread, 720p"
+.venv/bin/python scripts/single_thread.py 1280x720
+echo "## soak: 20000 frames at 640x480, memory growth"
+"$mc" bench --size 640x480 --frames 200 --no-live --no-batch --soak 20000
