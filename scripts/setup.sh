@@ -11,16 +11,19 @@ dev=0
 
 if [ "$dev" = 1 ]; then
     # Xvfb and xdotool: the preview window is tested in a real (virtual) X server.
+    # chromium: the control page is tested in a real headless browser (driven by playwright,
+    # which never downloads a browser of its own here).
     need=()
     command -v Xvfb >/dev/null || need+=(xvfb)
     command -v xdotool >/dev/null || need+=(xdotool)
+    command -v chromium >/dev/null || need+=(chromium)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
         elif command -v sudo >/dev/null; then
             sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
         else
-            echo "setup: cannot install ${need[*]} (not root); the preview tests will be skipped" >&2
+            echo "setup: cannot install ${need[*]} (not root); the preview and page tests will be skipped" >&2
         fi
     fi
 fi

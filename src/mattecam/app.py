@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from mattecam.compositing.backgrounds import make_background
 from mattecam.config import Settings
+from mattecam.configfile import ConfigWatcher, LoadedConfig
+from mattecam.live import LatestFrameSink, LiveController
 from mattecam.matte import make_refiner
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
@@ -14,12 +19,19 @@ from mattecam.sinks import PreviewSink, make_sink
 from mattecam.sinks.base import Sink
 from mattecam.sources import camera_path, make_source
 
+if TYPE_CHECKING:
+    from mattecam.control import ControlServer
 
-def build_pipeline(settings: Settings) -> Pipeline:
+
+log = logging.getLogger(__name__)
+
+
+def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> Pipeline:
     """Validate everything that can be checked before opening devices, and wire the stages.
 
     Batch mode (every frame, as fast as possible) when a video file goes only to files or
     null; live mode (paced input, newest frame wins, output on its own clock) otherwise.
+    ``extra_sinks`` (the control page's frame tap) are added without changing the mode.
     """
     sinks: list[Sink] = [
         make_sink(spec, output_format=settings.output_format) for spec in settings.outputs
@@ -28,6 +40,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         sinks.append(PreviewSink())
     is_camera = camera_path(settings.input) is not None
     live = is_camera or settings.loop or any(s.live for s in sinks)
+    sinks.extend(extra_sinks)
     source = make_source(
         settings.input,
         size=settings.size,
@@ -53,3 +66,74 @@ def build_pipeline(settings: Settings) -> Pipeline:
     return Pipeline(
         source, processor, sinks, live=live, fps=settings.fps, always_on=settings.always_on
     )
+
+
+class LiveSession:
+    """A pipeline with its live-control services: the config file watcher (when the run's
+    settings came from :func:`mattecam.configfile.load`) and the control server (with
+    ``settings.control``). ``extra_sinks`` are passed to :func:`build_pipeline`.
+
+    Built and entered on the main thread before :meth:`Pipeline.run
+    <mattecam.pipeline.Pipeline.run>`, which the caller runs inside the ``with`` block; the
+    services run on their own named threads, and leaving the block (or :meth:`close`,
+    idempotent) stops them. A busy control port is reported before any device is opened.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config: LoadedConfig | None = None,
+        extra_sinks: Sequence[Sink] = (),
+    ) -> None:
+        self.latest = LatestFrameSink() if settings.control else None
+        sinks = [*extra_sinks, *([self.latest] if self.latest else [])]
+        self.pipeline = build_pipeline(settings, extra_sinks=sinks)
+        self.controller = LiveController(self.pipeline, settings, latest=self.latest)
+        self.watcher: ConfigWatcher | None = None
+        self.server: ControlServer | None = None
+        self._stack = ExitStack()
+        try:
+            if config is not None:
+                self.watcher = ConfigWatcher(
+                    config, lambda changes: self.controller.change(**changes),
+                    on_error=self._config_error,
+                )  # fmt: skip
+                self._stack.callback(self.watcher.close)
+            if settings.control:
+                from mattecam.control import ControlServer
+
+                self.server = ControlServer(
+                    self.controller, port=settings.control_port, publish_endpoint=True
+                )
+                self._stack.callback(self.server.close)
+        except BaseException:
+            self._stack.close()
+            self.pipeline.processor.close()  # the pipeline will not run: release the model
+            raise
+
+    def _config_error(self, message: str | None) -> None:
+        self.controller.config_error = message
+
+    @property
+    def control_url(self) -> str | None:
+        """The control page's address with its token, when the control server runs."""
+        return self.server.url if self.server is not None else None
+
+    def start(self) -> None:
+        """Start the watcher and the control server."""
+        if self.watcher is not None:
+            self.watcher.start()
+        if self.server is not None:
+            self.server.start()
+
+    def close(self) -> None:
+        """Stop the services. Idempotent."""
+        self._stack.close()
+
+    def __enter__(self) -> LiveSession:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

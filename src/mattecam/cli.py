@@ -31,15 +31,26 @@ Examples:
   mattecam -i talk.mp4 -o out.mp4 -b blur         a video file to a file, background blurred
   mattecam -i /dev/video2 --width 1280 --height 720 --fps 30 --preview -b '#336699'
   mattecam -i clip.mp4 -o null -v                 process as fast as possible, print fps
+  mattecam -o auto --control                      and a control page on 127.0.0.1
+
+Settings can also live in a config file, ~/.config/mattecam/config.toml ($XDG_CONFIG_HOME
+is honoured; --config picks another): one line per setting, named as in `--help` with
+underscores (blur_strength = 20, outputs = ["auto"], mirror = true). Options given here win
+over the file. Editing the file while mattecam runs changes the background, blur, model,
+edge settings, light wrap and mirror at once, without reopening the virtual camera.
 
 Other commands (each has --help):
   mattecam models [list|fetch|verify]             the segmentation models and their cache
   mattecam eval --manifest CSV | --clip DIR       score the matte against ground truth
   mattecam bench [--input CLIP] [--size WxH]      measure speed, latency, CPU and memory
   mattecam devices                                list cameras and virtual cameras
+  mattecam ctl status|background|pause|...        control a running mattecam (--control)
+  mattecam doctor                                 check the driver, permissions, cameras,
+                                                  models, and print the fix for each problem
+  mattecam install-service [-- OPTIONS]           start mattecam at login (systemd user unit)
 """
 
-SUBCOMMANDS = ("models", "eval", "bench", "devices")
+SUBCOMMANDS = ("models", "eval", "bench", "devices", "ctl", "doctor", "install-service")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,15 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="camera number (0), camera device (/dev/video0) or video file (default: 0).",
     )  # fmt: skip
     io.add_argument(
-        "--loop", action="store_true",
+        "--loop", action=argparse.BooleanOptionalAction, default=False,
         help="play a video file input over and over instead of stopping at its end.",
     )  # fmt: skip
     io.add_argument(
-        "-o", "--output", action="append", default=[], metavar="OUTPUT",
+        "-o", "--output", action="append", default=[], dest="outputs", metavar="OUTPUT",
         help="where the result goes: a virtual camera (/dev/videoN, or 'auto' for the first "
         "v4l2loopback device), a video file (.mp4, .mkv, .mov, .webm; it gets the input's "
         "frame rate) or 'null' to discard frames (for measuring speed). May be given more "
-        "than once.",
+        "than once; given here, it replaces the config file's outputs.",
     )  # fmt: skip
     io.add_argument(
         "--output-format", choices=("yuyv", "i420", "nv12", "rgb24", "uyvy"), default="yuyv",
@@ -72,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Chrome also takes i420, nv12 and rgb24.",
     )  # fmt: skip
     io.add_argument(
-        "--always-on", action="store_true",
+        "--always-on", action=argparse.BooleanOptionalAction, default=False,
         help="keep the camera and processing running even when no app is watching the "
         "virtual camera (by default they pause, and the camera light goes off, until an app "
         "opens it; this needs v4l2loopback 0.13 or newer).",
     )  # fmt: skip
     io.add_argument(
-        "--preview", action="store_true",
+        "--preview", action=argparse.BooleanOptionalAction, default=False,
         help="show the result in a window; press q or Esc (or close it) to quit.",
     )  # fmt: skip
     io.add_argument(
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "at 30 fps; auto picks mjpeg above 640x480 (default: auto).",
     )  # fmt: skip
     io.add_argument(
-        "--mirror", action="store_true",
+        "--mirror", action=argparse.BooleanOptionalAction, default=False,
         help="flip the picture left-right, like a mirror.",
     )  # fmt: skip
 
@@ -122,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     add_matte_options(p)
+
+    ctl = p.add_argument_group("live control")
+    ctl.add_argument(
+        "--config", type=Path, metavar="PATH",
+        help="read settings from this TOML file instead of ~/.config/mattecam/config.toml; "
+        "edits to it while mattecam runs are applied at once.",
+    )  # fmt: skip
+    ctl.add_argument(
+        "--control", action=argparse.BooleanOptionalAction, default=False,
+        help="serve a control page on 127.0.0.1 (this machine only): live preview, "
+        "background, blur, pause, status. mattecam prints its address, which carries a "
+        "private token; `mattecam ctl` uses the same API.",
+    )  # fmt: skip
+    ctl.add_argument(
+        "--control-port", type=int, default=d["control_port"].default, metavar="PORT",
+        help="port of the control page (default: %(default)s; 0 picks a free one).",
+    )  # fmt: skip
 
     p.add_argument(
         "-v", "--verbose", action="count", default=0,
@@ -153,9 +181,9 @@ def add_matte_options(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s).",
     )  # fmt: skip
     seg.add_argument(
-        "--no-temporal", dest="temporal", action="store_false",
-        help="turn off the smoothing of the mask over time (it removes edge flicker where the "
-        "picture is still, and follows motion at once where it is not).",
+        "--temporal", action=argparse.BooleanOptionalAction, default=d["temporal"].default,
+        help="smoothing of the mask over time: it removes edge flicker where the picture is "
+        "still, and follows motion at once where it is not; --no-temporal turns it off.",
     )  # fmt: skip
     seg.add_argument(
         "--edge-radius", type=int, default=d["edge_radius"].default, metavar="PIXELS",
@@ -248,6 +276,10 @@ def build_bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batch", dest="batch", action="store_false", help="skip the batch run.")
     p.add_argument("--no-live", dest="live", action="store_false", help="skip the live run.")
     p.add_argument(
+        "--soak", type=int, default=0, metavar="FRAMES",
+        help="also run this many frames (the input looped) and report memory growth.",
+    )  # fmt: skip
+    p.add_argument(
         "--load", action="store_true",
         help="keep one core busy with another process during the runs (a competing load).",
     )  # fmt: skip
@@ -295,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": run_eval,
             "bench": run_bench,
             "devices": run_devices,
+            "ctl": run_ctl,
+            "doctor": run_doctor,
+            "install-service": run_install_service,
         }[args[0]]
         return _guarded(lambda: command(args[1:]), verbose=_count_verbose(args))
     return _guarded(lambda: run_main(args), verbose=_count_verbose(args))
@@ -333,45 +368,38 @@ def _guarded(fn: Callable[[], int], *, verbose: int) -> int:
         return 1
 
 
-def settings_from_args(ns: argparse.Namespace) -> Settings:
-    """Turn parsed options into validated :class:`Settings`."""
-    return Settings(
-        input=ns.input,
-        outputs=tuple(ns.output),
-        preview=ns.preview,
-        background=ns.background,
-        blur_strength=ns.blur_strength,
-        width=ns.width,
-        height=ns.height,
-        fps=ns.fps,
-        loop=ns.loop,
-        model=ns.model,
-        camera_format=ns.camera_format,
-        threads=ns.threads,
-        mirror=ns.mirror,
-        refine=ns.refine,
-        temporal=ns.temporal,
-        edge_radius=ns.edge_radius,
-        edge_eps=ns.edge_eps,
-        light_wrap=ns.light_wrap,
-        output_format=ns.output_format,
-        always_on=ns.always_on,
-    )
+def explicit_settings(argv: Sequence[str]) -> dict[str, object]:
+    """The settings given as flags in ``argv`` (and only those), so that they can win over
+    the config file while the file wins over the defaults."""
+    p = build_parser()
+    names = set(Settings.__dataclass_fields__)
+    for action in p._actions:  # set_defaults() would put SUPPRESS into the namespace
+        if action.dest in names:
+            action.default = argparse.SUPPRESS
+    ns = p.parse_args(list(argv))
+    given = {k: v for k, v in vars(ns).items() if k in names}
+    if "outputs" in given:
+        given["outputs"] = tuple(given["outputs"])
+    return given
 
 
 def run_main(argv: list[str]) -> int:
     """``mattecam [options]``: run the pipeline until the input ends or the user stops it."""
+    from mattecam import configfile
+
     ns = build_parser().parse_args(argv)
     setup_logging(ns.verbose)
-    settings = settings_from_args(ns)
-    from mattecam.app import build_pipeline
+    config = configfile.load(explicit_settings(argv), ns.config)
+    from mattecam.app import LiveSession
 
-    pipeline = build_pipeline(settings)
-    with _stop_on_signals(pipeline.stop):
-        metrics = pipeline.run(
-            status_interval=2.0 if ns.verbose else None,
-            on_status=lambda line: print(f"mattecam: {line}", file=sys.stderr),
-        )
+    with LiveSession(config.settings, config=config) as session:
+        if session.control_url:
+            print(f"mattecam: control page: {session.control_url}", file=sys.stderr)
+        with _stop_on_signals(session.pipeline.stop):
+            metrics = session.pipeline.run(
+                status_interval=2.0 if ns.verbose else None,
+                on_status=lambda line: print(f"mattecam: {line}", file=sys.stderr),
+            )
     if ns.verbose:
         print(
             f"mattecam: done: {metrics.captured} frames in, {metrics.processed} processed, "
@@ -495,6 +523,7 @@ def run_bench(argv: list[str]) -> int:
         cpu_load=ns.load,
         batch=ns.batch,
         live=ns.live,
+        soak_frames=ns.soak,
     )
     report = bench.run(opts)
     print(json.dumps(report, indent=2) if ns.json else bench.format_table(report))
@@ -512,3 +541,91 @@ def run_devices(argv: list[str]) -> int:
     ).parse_args(argv)
     print(devices.report())
     return 0
+
+
+def run_ctl(argv: list[str]) -> int:
+    """``mattecam ctl``: talk to a running mattecam's control server."""
+    from mattecam.control import client
+
+    for line in client.run(argv):
+        print(line)
+    return 0
+
+
+def run_doctor(argv: list[str]) -> int:
+    """``mattecam doctor``: check the setup; exit 1 when a problem was found."""
+    from mattecam import doctor
+
+    argparse.ArgumentParser(
+        prog="mattecam doctor",
+        description="Check what mattecam needs: the v4l2loopback driver (loaded? version? "
+        "exclusive_caps? devices and their labels), permission to open the video devices "
+        "(the video group), cameras and their formats, the model cache, the config file and "
+        "the login service. Each problem is printed with the command that fixes it. Exit "
+        "status 1 when something is broken.",
+    ).parse_args(argv)
+    findings = doctor.run_checks()
+    print(doctor.format_report(findings))
+    return 1 if any(f.level == "fail" for f in findings) else 0
+
+
+def run_install_service(argv: list[str]) -> int:
+    """``mattecam install-service``: write the systemd user unit."""
+    import subprocess
+
+    from mattecam import configfile, service
+
+    before, sep, after = _split_at_double_dash(argv)
+    p = argparse.ArgumentParser(
+        prog="mattecam install-service",
+        description="Write a systemd user unit (~/.config/systemd/user/mattecam.service) that "
+        "starts mattecam at login with the config file's settings and any OPTIONS given "
+        "after --, e.g. `mattecam install-service -- -o /dev/video10 -b blur --control`. "
+        "Without an output anywhere, -o auto (the first virtual camera) is used. Then "
+        f"enable it with: {service.ENABLE}",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the unit, write nothing.")
+    p.add_argument(
+        "--enable", action="store_true",
+        help="also run systemctl --user daemon-reload and enable --now mattecam.",
+    )  # fmt: skip
+    ns = p.parse_args(before)
+    options = list(after) if sep else []
+    path_arg = build_parser().parse_args(options).config  # refuses what a run would refuse
+    given = explicit_settings(options)
+    try:
+        configfile.load(given, path_arg)
+    except ConfigError:
+        if "outputs" in given:
+            raise
+        options = ["-o", "auto", *options]
+        configfile.load(explicit_settings(options), path_arg)  # anything else still wrong?
+        print("mattecam: no output configured: the service writes to -o auto (the first "
+              "virtual camera)", file=sys.stderr)  # fmt: skip
+    path, text = service.install(options, dry_run=ns.dry_run)
+    if ns.dry_run:
+        print(f"# {path} (not written: --dry-run)")
+        print(text, end="")
+        return 0
+    print(f"wrote {path}")
+    if ns.enable:
+        for cmd in (["systemctl", "--user", "daemon-reload"],
+                    ["systemctl", "--user", "enable", "--now", "mattecam"]):  # fmt: skip
+            try:
+                subprocess.run(cmd, check=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as e:
+                raise MattecamError(
+                    f"`{' '.join(cmd)}` failed ({e}); the unit is written, enable it with: "
+                    f"{service.ENABLE}"
+                ) from e
+        print("mattecam now starts at login (and is running now)")
+    else:
+        print(f"start it now and at every login with:\n  {service.ENABLE}")
+    return 0
+
+
+def _split_at_double_dash(argv: list[str]) -> tuple[list[str], str, list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], "--", argv[i + 1 :]
+    return argv, "", []

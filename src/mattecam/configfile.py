@@ -31,6 +31,9 @@ MAX_BYTES = 256 * 1024
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
 """Every key the file may hold: exactly the :class:`~mattecam.config.Settings` fields."""
+#: Command-line spellings whose key differs, for "did you mean" hints.
+FLAG_KEYS = {"blur": "blur_strength", "output": "outputs", "o": "outputs", "i": "input",
+             "b": "background", "no_temporal": "temporal"}  # fmt: skip
 
 
 def default_path() -> Path:
@@ -88,7 +91,12 @@ def check_value(key: str, value: object, *, where: str = "") -> object:
     prefix = f"{where}: " if where else ""
     hints = _hints()
     if key not in hints:
-        near = difflib.get_close_matches(key.replace("-", "_"), KEYS, n=1)
+        plain = key.replace("-", "_").lstrip("_")
+        near = (
+            [FLAG_KEYS[plain]]
+            if plain in FLAG_KEYS
+            else difflib.get_close_matches(plain, KEYS, n=1)
+        )
         hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {', '.join(KEYS)}."
         raise ConfigError(f"{prefix}unknown key {key!r}{hint}")
     try:
@@ -132,7 +140,9 @@ def _read_text(path: Path) -> str:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}.") from e
     if len(data) > MAX_BYTES:
-        raise ConfigError(f"config file {path} is larger than {MAX_BYTES} bytes; is it the right file?")
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_BYTES} bytes; is it the right file?"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -186,6 +196,13 @@ def load(cli_values: Mapping[str, object], path: Path | None = None) -> LoadedCo
     return LoadedConfig(target, dict(cli_values), file_values, settings)
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    """A config file that exists but cannot be read (kept to be reported once)."""
+
+    message: str
+
+
 def changed(old: Settings, new: Settings) -> dict[str, object]:
     """The fields whose value differs, with their values in ``new``."""
     return {k: getattr(new, k) for k in KEYS if getattr(old, k) != getattr(new, k)}
@@ -227,13 +244,13 @@ class ConfigWatcher:
         self.error: str | None = None
         self.reloads = 0  # versions applied (for tests and status)
 
-    def _current_text(self) -> str | None:
+    def _current_text(self) -> str | _Unreadable | None:
         try:
             return _read_text(self.path)
         except InputNotFoundError:
             return None
         except ConfigError as e:
-            return f"\0unreadable: {e}"  # compared like contents, reported when parsed
+            return _Unreadable(str(e))
 
     def start(self) -> None:
         """Start the watcher thread."""
@@ -278,8 +295,8 @@ class ConfigWatcher:
             return False
         self._applied_text = text
         try:
-            if text.startswith("\0unreadable: "):
-                raise ConfigError(text.removeprefix("\0unreadable: "))
+            if isinstance(text, _Unreadable):
+                raise ConfigError(text.message)
             new = merge(parse(text, where=str(self.path)), self._cli)
             changes = changed(self._good, new)
             if changes:

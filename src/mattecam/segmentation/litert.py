@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ class LiteRTSegmenter(Segmenter):
                 f"ai-edge-litert is not installed ({e}); pip install ai-edge-litert"
             ) from e
         try:
-            with _native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):
+            # Only while no other thread runs: fd 2 is process-wide, and a model switched
+            # during a run must not swallow other threads' messages.
+            quiet = threading.active_count() == 1 and not log.isEnabledFor(logging.DEBUG)
+            with _native_stderr_silenced(quiet):
                 self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
@@ -70,7 +74,7 @@ class LiteRTSegmenter(Segmenter):
 def _native_stderr_silenced(active: bool) -> Iterator[None]:
     """Hide what the C++ runtime prints straight to fd 2 while loading ("INFO: Created
     TensorFlow Lite XNNPACK delegate"), which would clutter the CLI. Load errors still arrive
-    as exceptions. Used only before the pipeline threads start."""
+    as exceptions."""
     if not active:
         yield
         return

@@ -1,0 +1,296 @@
+"""Live changes to a running pipeline: rebuild only what changed, report what needs a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mattecam.compositing.backgrounds import Background, make_background
+from mattecam.config import Settings
+from mattecam.errors import ConfigError, MattecamError
+from mattecam.frame import Frame, Image
+from mattecam.matte import make_refiner
+from mattecam.matte.base import Refiner
+from mattecam.metrics import percentile
+from mattecam.pipeline import Pipeline
+from mattecam.segmentation import open_segmenter
+from mattecam.segmentation.base import Segmenter
+from mattecam.sinks.base import Sink
+from mattecam.sinks.placeholder import placeholder
+
+log = logging.getLogger(__name__)
+
+#: Settings a running pipeline takes without reopening anything.
+LIVE_KEYS = frozenset(
+    {"background", "blur_strength", "model", "threads", "refine", "temporal", "edge_radius",
+     "edge_eps", "mirror", "light_wrap"}
+)  # fmt: skip
+#: Settings that only take effect when mattecam is started again (they reopen devices).
+RESTART_KEYS = frozenset(f.name for f in dataclasses.fields(Settings)) - LIVE_KEYS
+
+PauseKind = Literal["still", "brb"]
+BRB_TEXT = "Be right back"
+
+
+class NotRunningError(MattecamError):
+    """The pipeline has not opened its input yet (or has stopped)."""
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """What a change did: settings applied live, and settings that need a restart."""
+
+    applied: tuple[str, ...]
+    restart: tuple[str, ...]
+
+
+class LatestFrameSink(Sink):
+    """Keeps the newest frame written to the outputs, for the control page's preview and a
+    "freeze" pause. It is an extra output of the pipeline that costs one reference per frame.
+
+    :meth:`write` runs on the output thread; :meth:`latest` may be called from any thread
+    (replacing one reference is atomic, and written frames are never modified afterwards).
+    It never changes the run's mode (``live`` is False), takes the placeholder like a
+    virtual camera so the preview shows what a call sees, and reports no viewers of its own,
+    so it neither keeps an unwatched camera running nor hides one that is watched.
+    """
+
+    live = False
+    wants_placeholder = True
+
+    def __init__(self) -> None:
+        self._image: Image | None = None
+        self._live_image: Image | None = None
+        self.size: tuple[int, int] | None = None
+
+    @property
+    def viewers(self) -> int | None:
+        return 0
+
+    def open(self, size: tuple[int, int], fps: float) -> None:
+        self.size = size
+
+    def write(self, frame: Frame) -> None:
+        self._image = frame.image
+        if frame.seq >= 0:  # not a placeholder or a pause picture
+            self._live_image = frame.image
+        self.frames_written += 1
+
+    def latest(self) -> Image | None:
+        """The newest frame written (BGR), or None before the first."""
+        return self._image
+
+    def latest_live(self) -> Image | None:
+        """The newest camera frame written (no placeholder, no pause picture), or None."""
+        return self._live_image
+
+    def close(self) -> None:
+        self._image = self._live_image = None
+
+    def describe(self) -> str:
+        return "latest frame (for the control page)"
+
+
+class LiveController:
+    """Applies new settings to a running :class:`~mattecam.pipeline.Pipeline`.
+
+    :meth:`change` may be called from any thread (the config watcher, the control server's
+    request threads); a lock serialises changes, so two callers never build stages for the
+    same slot at once. New stages are built on the caller's thread with the same factories
+    as at start, then handed to :meth:`FrameProcessor.update
+    <mattecam.process.FrameProcessor.update>`, which swaps them in at the next frame
+    boundary: the outputs keep their clock and the virtual camera is never reopened. A
+    change that fails to build leaves everything as it was.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, settings: Settings, *, latest: LatestFrameSink | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.latest = latest
+        self._settings = settings
+        self._lock = threading.Lock()  # serialises changes (held while stages are built)
+        self._restart_lock = threading.Lock()  # guards _restart; never held for long
+        self._restart: dict[str, object] = {}
+        self.pause_kind: PauseKind | None = None
+        self.config_error: str | None = None  # set by the config watcher
+        self._status_lock = threading.Lock()  # guards _samples
+        self._samples: deque[tuple[float, float, int, int, int]] = deque(maxlen=32)
+        self._started = time.monotonic()
+        self._cpu0 = time.process_time()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in effect now."""
+        return self._settings
+
+    @property
+    def restart_needed(self) -> dict[str, object]:
+        """Settings changed (by the config file) that wait for a restart, with new values."""
+        with self._restart_lock:
+            return dict(self._restart)
+
+    def change(self, **changes: object) -> ChangeResult:
+        """Apply ``changes`` (Settings field names and values) to the running pipeline.
+
+        Returns which keys were applied live and which need a restart (those are kept in
+        :attr:`restart_needed` and logged, not applied). Any thread.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value.
+            MattecamError: a new stage could not be built (missing image, bad model...);
+                nothing was changed.
+        """
+        with self._lock:
+            old = self._settings
+            unknown = sorted(set(changes) - LIVE_KEYS - RESTART_KEYS)
+            if unknown:
+                raise ConfigError(f"unknown setting {unknown[0]!r}")
+            try:
+                new = dataclasses.replace(old, **changes)  # type: ignore[arg-type]
+            except TypeError as e:
+                raise ConfigError(f"invalid setting: {e}") from None
+            live = sorted(
+                k for k in changes if k in LIVE_KEYS and getattr(new, k) != getattr(old, k)
+            )
+            restart = sorted(k for k in changes if k in RESTART_KEYS)
+            for key in restart:
+                with self._restart_lock:
+                    if getattr(new, key) == getattr(old, key):
+                        self._restart.pop(key, None)
+                        continue
+                    self._restart[key] = getattr(new, key)
+                log.warning(
+                    "%s changed to %r: this takes effect when mattecam is restarted",
+                    key, getattr(new, key),
+                )  # fmt: skip
+            if live:
+                self._apply(old, new, set(live))
+                self._settings = dataclasses.replace(old, **{k: getattr(new, k) for k in live})
+                log.info("applied live: %s", ", ".join(f"{k}={getattr(new, k)!r}" for k in live))
+            pending = self.restart_needed
+            return ChangeResult(tuple(live), tuple(k for k in restart if k in pending))
+
+    def _apply(self, old: Settings, new: Settings, keys: set[str]) -> None:
+        background: Background | None = None
+        segmenter: Segmenter | None = None
+        refiner: Refiner | None = None
+        with ExitStack() as undo:  # closes what was built if a later build fails
+            if "background" in keys or (
+                "blur_strength" in keys and new.background.strip().lower() == "blur"
+            ):
+                background = make_background(new.background, blur_strength=new.blur_strength)
+                undo.callback(background.close)
+            if keys & {"model", "threads"}:
+                segmenter = open_segmenter(new.model, threads=new.threads)
+                undo.callback(segmenter.close)
+            if keys & {"refine", "temporal", "edge_radius", "edge_eps"}:
+                refiner = make_refiner(
+                    new.refine, temporal=new.temporal, radius=new.edge_radius, eps=new.edge_eps
+                )
+            undo.pop_all()
+        self.pipeline.processor.update(
+            segmenter=segmenter,
+            refiner=refiner,
+            background=background,
+            mirror=new.mirror if "mirror" in keys else None,
+            light_wrap=new.light_wrap if "light_wrap" in keys else None,
+        )
+
+    # --- pause ---------------------------------------------------------------------------
+
+    def pause(self, kind: PauseKind) -> None:
+        """Send a still instead of the live picture: ``still`` freezes the last frame sent,
+        ``brb`` sends a "be right back" card. Any thread.
+
+        Raises:
+            NotRunningError: the pipeline has not opened its input yet.
+        """
+        if kind not in ("still", "brb"):
+            raise ConfigError(f"pause must be 'still' or 'brb', got {kind!r}")
+        w, h = self.pipeline.source.size
+        if w <= 0 or h <= 0:
+            raise NotRunningError("the input is not open yet; try again in a moment.")
+        image = self.latest.latest_live() if self.latest is not None and kind == "still" else None
+        self.pipeline.pause(image if image is not None else placeholder(w, h, BRB_TEXT))
+        self.pause_kind = kind
+
+    def resume(self) -> None:
+        """Back to the live picture. Any thread."""
+        self.pipeline.pause(None)
+        self.pause_kind = None
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready picture of the run: rates, CPU, latency, drops, viewers. Any thread.
+
+        Rates are measured since an earlier call at least half a second ago (or since the
+        start), so a page polling every second sees current values.
+        """
+        m = self.pipeline.metrics
+        now, cpu = time.monotonic(), time.process_time()
+        sample = (now, cpu, m.captured, m.processed, m.written)
+        base = (m.started, self._cpu0, 0, 0, 0)
+        with self._status_lock:
+            for s in self._samples:
+                if now - s[0] >= 0.5:
+                    base = s
+            self._samples.append(sample)
+            while len(self._samples) > 1 and now - self._samples[0][0] > 10:
+                self._samples.popleft()
+        dt = max(now - base[0], 1e-6)
+        lat = m.latency()[-256:]
+        viewers = [s.viewers for s in self.pipeline.sinks if s is not self.latest]
+        counted = [v for v in viewers if v is not None]
+        watching = None if not counted else any(v > 0 for v in counted)
+        status: dict[str, Any] = _finite(
+            {
+                "live": self.pipeline.live,
+                "paused": self.pipeline.paused,
+                "pause": self.pause_kind if self.pipeline.paused else None,
+                "idle": self.pipeline.idle.is_set(),
+                "watching": watching,
+                "viewers": viewers,
+                "fps": {
+                    "in": (sample[2] - base[2]) / dt,
+                    "processed": (sample[3] - base[3]) / dt,
+                    "out": (sample[4] - base[4]) / dt,
+                },
+                "cpu_percent": 100.0 * (sample[1] - base[1]) / dt,
+                "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95)},
+                "frames": {
+                    "captured": m.captured,
+                    "processed": m.processed,
+                    "written": m.written,
+                    "repeats": m.repeats,
+                    "placeholders": m.placeholders,
+                },
+                "dropped": {
+                    "before_process": m.dropped_before_process,
+                    "before_output": m.dropped_before_output,
+                },
+                "uptime_s": now - self._started,
+                "restart_needed": sorted(self.restart_needed),
+                "config_error": self.config_error,
+            }
+        )
+        return status
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None, so the result is valid JSON for browsers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
