@@ -12,6 +12,10 @@ bash scripts/setup.sh --dev
 .venv/bin/mypy
 
 marker="not vm"
-[ "${MATTECAM_VM_TESTS:-0}" = 1 ] && marker=""
+if [ "${MATTECAM_VM_TESTS:-0}" = 1 ]; then
+    marker=""
+    # The qemu VM with real v4l2loopback devices (idempotent: a no-op when already built).
+    bash tests/vm/build.sh --quiet
+fi
 # pytest exits 5 when it collected no test: that is a failure here, as is any other non-zero.
 .venv/bin/python -m pytest -m "$marker" "$@"

@@ -36,9 +36,10 @@ TRIXIE_MIRROR=${TRIXIE_MIRROR:-http://deb.debian.org/debian}
 # Kernel modules put into the initramfs (plus their dependencies).
 BASE_MODULES=(virtio_pci virtio_rng 9pnet_virtio 9p overlay)
 EXTRA_MODULES=(videodev vivid)
-# Host packages: build + run.
+# Host packages: build + run (the guest runs host binaries: ffmpeg, v4l2-ctl, chromium
+# as the browser consumer of test_virtual_camera.py).
 HOST_PKGS=(qemu-system-x86 busybox-static kmod cpio xz-utils bzip2 gcc-12 make
-           libelf1 ffmpeg v4l-utils)
+           libelf1 ffmpeg v4l-utils chromium)
 # Bump when the layout of the outputs changes (forces initramfs rebuild).
 FORMAT=1
 

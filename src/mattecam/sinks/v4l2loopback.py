@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -26,8 +25,16 @@ SETUP_HINT = (
     "`sudo v4l2loopback-ctl add -n mattecam -x 1 /dev/video10`), and make sure you are in "
     "the video group (`sudo usermod -aG video $USER`, then log in again)."
 )
-#: How often the reader count is re-read: the driver's event is edge-triggered.
-VIEWER_RECHECK = 1.0
+#: Where v4l2loopback (0.13 and newer) tells its version; QUERYCAP gives the kernel's.
+MODULE_VERSION = Path("/sys/module/v4l2loopback/version")
+
+
+def module_version() -> str:
+    """The loaded v4l2loopback's version, or "" when it does not say (0.12 and older)."""
+    try:
+        return MODULE_VERSION.read_text().strip()
+    except OSError:
+        return ""
 
 
 def loopback_devices() -> list[Path]:
@@ -74,7 +81,6 @@ class V4L2LoopbackSink(Sink):
         self._converter: Converter | None = None
         self._events = False
         self._viewers: int | None = None
-        self._next_check = 0.0
         self.card = ""
         self.driver_version = ""
 
@@ -124,12 +130,9 @@ class V4L2LoopbackSink(Sink):
                 f"camera; writing to it is not possible. Pick the loopback device (`mattecam "
                 f"devices` lists them) or create one. {SETUP_HINT}"
             )
-        if not cap.capabilities & v4l2.CAP_VIDEO_OUTPUT:
-            raise SinkError(
-                f"{path} ({cap.card}) does not accept output right now: another program is "
-                "probably already writing to it. Stop that program or use another device."
-            )
-        self.card, self.driver_version = cap.card, cap.version_text
+        if not cap.caps & v4l2.CAP_VIDEO_OUTPUT:
+            raise SinkError(self._no_output_reason(fd, path, cap))
+        self.card, self.driver_version = cap.card, module_version() or "version unknown"
         fmt = self.pixel_format
         want = v4l2.PixFormat(
             width=w,
@@ -158,11 +161,7 @@ class V4L2LoopbackSink(Sink):
             ) from e
         got = v4l2.get_format(fd, v4l2.BUF_TYPE_VIDEO_OUTPUT)
         if (got.width, got.height, got.pixelformat) != (w, h, want.pixelformat):
-            raise UnsupportedFormatError(
-                f"{path} silently changed the requested format {fmt.fourcc} {w}x{h} into "
-                f"{got.fourcc} {got.width}x{got.height}; refusing to write mismatched frames. "
-                "Use --output-format yuyv (the most widely supported), i420, nv12 or rgb24."
-            )
+            raise UnsupportedFormatError(self._substituted(fd, path, w, h, got))
         self._frame_bytes = fmt.frame_bytes(w, h)
         if got.sizeimage < self._frame_bytes:
             raise SinkError(
@@ -187,9 +186,62 @@ class V4L2LoopbackSink(Sink):
         self.write_image(placeholder(w, h))
         log.info(
             "virtual camera %s (%s, v4l2loopback %s): %s %dx%d at %s fps%s",
-            path, cap.card, cap.version_text, fmt.fourcc, w, h, rate,
+            path, cap.card, self.driver_version, fmt.fourcc, w, h, rate,
             "" if self._events else "; this driver cannot tell whether anyone watches",
         )  # fmt: skip
+
+    def _no_output_reason(self, fd: int, path: Path, cap: v4l2.Capability) -> str:
+        """Why a loopback node offers no output (with exclusive_caps=1), and the fix."""
+        if v4l2.get_control(fd, v4l2.CID_KEEP_FORMAT) == 1:
+            pinned = ""
+            try:  # e.g. "YUYV:320x240@10"; G_FMT is refused in this state
+                text = (Path("/sys/class/video4linux") / path.resolve().name / "format").read_text()
+                pinned = f" ({text.strip().replace(':', ' ')})" if text.strip() else ""
+            except OSError:
+                pass
+            return (
+                f"{path} ({cap.card}) keeps the format of an earlier program{pinned} because "
+                "its keep_format control is on, and then accepts no new writer. Turn it off "
+                f"with `v4l2-ctl -d {path} -c keep_format=0` (after stopping any program "
+                "still writing to it)."
+            )
+        if not cap.caps & v4l2.CAP_VIDEO_CAPTURE:
+            return (
+                f"{path} ({cap.card}) accepts neither output nor capture: v4l2loopback 0.12 "
+                "and older get stuck like this after a program wrote to the device without "
+                "streaming (ffmpeg, for one) and closed it. Reload the module: "
+                f"`sudo modprobe -r v4l2loopback`, then `{MODPROBE}` (0.13 and newer do not "
+                "have this problem)."
+            )
+        return (
+            f"{path} ({cap.card}) does not accept output right now: another program is "
+            f"already writing to it (`fuser -v {path}` shows which). Stop that program or "
+            "use another device."
+        )
+
+    def _substituted(self, fd: int, path: Path, w: int, h: int, got: v4l2.PixFormat) -> str:
+        """The message for a driver that set another format than the one asked for."""
+        fmt = self.pixel_format
+        head = (
+            f"{path} cannot take {fmt.fourcc} {w}x{h}: the driver set {got.fourcc} "
+            f"{got.width}x{got.height} instead, and mattecam refuses to write mismatched frames."
+        )
+        if v4l2.get_control(fd, v4l2.CID_KEEP_FORMAT) == 1:
+            return (
+                f"{head} Its keep_format control is on, so it keeps an earlier program's format: "
+                f"match it, or turn it off with `v4l2-ctl -d {path} -c keep_format=0`."
+            )
+        if (got.width, got.height) != (w, h) and got.width <= w and got.height <= h:
+            return (
+                f"{head} v4l2loopback limits the size (module options max_width and "
+                f"max_height): use at most --width {got.width} --height {got.height}, or "
+                "reload the module with larger limits."
+            )
+        return (
+            f"{head} Another program may have fixed the device's format (a reader still "
+            "holding it, or v4l2loopback-ctl set-caps); close it, or use --output-format yuyv "
+            "(the most widely supported), i420, nv12 or rgb24."
+        )
 
     # --- writing -------------------------------------------------------------------------
 
@@ -224,12 +276,8 @@ class V4L2LoopbackSink(Sink):
         """
         if not self._events or self._fd is None:
             return None
-        now = time.monotonic()
-        ready, _, _ = select.select([], [], [self._fd], 0)
-        if ready or now >= self._next_check:
-            self._next_check = now + VIEWER_RECHECK
-            while (count := v4l2.dequeue_client_usage(self._fd)) is not None:
-                self._viewers = count
+        while (count := v4l2.dequeue_client_usage(self._fd)) is not None:
+            self._viewers = count
         return self._viewers
 
     # --- shutdown ------------------------------------------------------------------------

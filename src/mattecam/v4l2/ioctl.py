@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,12 @@ VIDIOC_G_PARM = _ioc(_RW, 21, 204)
 VIDIOC_S_PARM = _ioc(_RW, 22, 204)
 VIDIOC_ENUM_FRAMESIZES = _ioc(_RW, 74, 44)
 VIDIOC_ENUM_FRAMEINTERVALS = _ioc(_RW, 75, 52)
+VIDIOC_G_CTRL = _ioc(_RW, 27, 8)
 VIDIOC_DQEVENT = 0x80885659  # struct v4l2_event is 136 bytes on 64-bit
 VIDIOC_SUBSCRIBE_EVENT = _ioc(_W, 90, 32)
+
+# v4l2loopback's private controls start at V4L2_CID_USER_BASE | 0xf000.
+CID_KEEP_FORMAT = 0x00980900 | 0xF000
 
 EVENT_PRIVATE_START = 0x08000000
 # v4l2loopback >= 0.13 posts this when the number of readers streaming changes.
@@ -172,6 +177,16 @@ def stream(fd: int, buf_type: int, on: bool) -> None:
     fcntl.ioctl(fd, VIDIOC_STREAMON if on else VIDIOC_STREAMOFF, struct.pack("=I", buf_type))
 
 
+def get_control(fd: int, cid: int) -> int | None:
+    """``VIDIOC_G_CTRL``: the control's value, or None when the device has no such control."""
+    buf = bytearray(struct.pack("=Ii", cid, 0))
+    try:
+        fcntl.ioctl(fd, VIDIOC_G_CTRL, buf)
+    except OSError:
+        return None
+    return int(struct.unpack_from("=i", buf, 4)[0])
+
+
 def enum_formats(fd: int, buf_type: int) -> list[tuple[str, str]]:
     """(fourcc, description) of every format the node offers for ``buf_type``."""
     out = []
@@ -233,8 +248,21 @@ def subscribe_client_usage(fd: int) -> bool:
     return True
 
 
+def event_pending(fd: int) -> bool:
+    """Whether a V4L2 event is waiting on ``fd`` (``poll`` reports it as POLLPRI)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLPRI)
+    return any(ev & select.POLLPRI for _, ev in poller.poll(0))
+
+
 def dequeue_client_usage(fd: int) -> int | None:
-    """The reader count from a pending client-usage event, or None if none is pending."""
+    """The reader count from a pending client-usage event, or None if none is pending.
+
+    Never blocks: ``VIDIOC_DQEVENT`` on a blocking fd waits until an event arrives (a
+    virtual camera that nobody opens would hang its writer), so ``poll`` is asked first.
+    """
+    if not event_pending(fd):
+        return None
     buf = bytearray(136)
     try:
         fcntl.ioctl(fd, VIDIOC_DQEVENT, buf)
@@ -266,3 +294,4 @@ def open_device(path: str, *, nonblock: bool = False) -> int:
 
 assert FMTDESC.size == 64 and FRMSIZE.size == 44 and FRMIVAL.size == 52
 assert VIDIOC_ENUM_FMT == 0xC0405602 and VIDIOC_G_FMT == 0xC0D05604
+assert VIDIOC_G_CTRL == 0xC008561B
