@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then lint, type-check and test.
-#   bash scripts/test.sh                   # the whole suite (VM tests only if MATTECAM_VM_TESTS=1)
-#   bash scripts/test.sh tests/test_cli.py # extra arguments go to pytest
+#   bash scripts/test.sh                      # the whole suite, VM tests included (~15 min)
+#   MATTECAM_VM_TESTS=0 bash scripts/test.sh  # without the VM tests (~2 min)
+#   bash scripts/test.sh tests/test_cli.py    # extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ bash scripts/setup.sh --dev
 .venv/bin/mypy
 
 marker="not vm"
-if [ "${MATTECAM_VM_TESTS:-0}" = 1 ]; then
+if [ "${MATTECAM_VM_TESTS:-1}" = 1 ]; then
     marker=""
     # The qemu VM with real v4l2loopback devices (idempotent: a no-op when already built).
     bash tests/vm/build.sh --quiet
