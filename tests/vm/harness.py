@@ -216,6 +216,30 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict:
     return env
 
 
+#: Where the guest mounts fresh, empty file systems over the host root it sees.
+GUEST_EMPTY_DIRS = (Path("/tmp"), Path("/run"), Path("/dev/shm"))
+
+
+def _hidden_in_guest(path: Path) -> bool:
+    return any(path == d or d in path.parents for d in GUEST_EMPTY_DIRS)
+
+
+def _with_hidden_paths(shares: list[Path], needed: Iterable[Path]) -> list[Path]:
+    """``shares`` plus those of ``needed`` (the script's cwd, the venv, the repo) that the
+    guest's empty /tmp, /run or /dev/shm would hide, e.g. a checkout under /tmp; ordered
+    so that a parent is mounted before a share inside it."""
+    out = list(shares)
+    for want in needed:
+        path = want.resolve()
+        if not _hidden_in_guest(path):
+            continue
+        if any(path == s or s in path.parents for s in out):
+            continue  # already visible through a share
+        out = [s for s in out if path not in s.parents or s in shares]
+        out.append(path)
+    return sorted(dict.fromkeys(out), key=lambda q: len(q.parts))
+
+
 def guest_python() -> str:
     """Path of a Python that works in the guest: this interpreter (the venv's)."""
     return sys.executable
@@ -346,6 +370,7 @@ def run_in_vm(
         path.mkdir(parents=True, exist_ok=True)
         shares.append(path.resolve())
     cwd = Path(cwd).absolute() if cwd is not None else Path.cwd()
+    shares = _with_hidden_paths(shares, [cwd, Path(sys.prefix), HERE.parents[1]])
 
     ctl = Path(tempfile.mkdtemp(prefix="mattecam-vm-")).resolve()
     console_log = ctl / "console.log"
