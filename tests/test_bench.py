@@ -42,6 +42,6 @@ def test_bench_table_with_an_input_clip(tmp_path: Path, model_cache: Path) -> No
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "160x96 (25 frames)" in r.stdout
+    assert "160x96 (25 frames, input 0 MB in memory)" in r.stdout
     assert "batch throughput" in r.stdout
     assert "inference" in r.stdout

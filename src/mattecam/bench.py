@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import resource
@@ -69,6 +70,7 @@ class SizeResult:
 
     size: str
     frames: int
+    input_mb: float = 0.0
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     batch_fps: float | None = None
     live: dict[str, float | int] = field(default_factory=dict)
@@ -136,28 +138,39 @@ class Prepared:
 
     size: tuple[int, int]
     fps: float
+    frames: int
     jpegs: list[bytes] | None = None
     video: Path | None = None
 
     def source(self, *, live: bool) -> Source:
         if self.jpegs is not None:
-            return JpegReplaySource(self.jpegs, fps=self.fps, realtime=live, loop=live)
+            # The distinct JPEGs repeat until ``frames`` have been played (live: until
+            # stopped).
+            limit = None if live else self.frames
+            return JpegReplaySource(self.jpegs, fps=self.fps, realtime=live, loop=True, limit=limit)
         assert self.video is not None
         return FileSource(self.video, realtime=live, loop=live)
+
+
+#: At most this many distinct MJPEG frames are held in memory (two seconds of video),
+#: played in a loop: 300 frames of 1080p MJPEG would hold over 100 MB that a camera never
+#: does, and the peak RSS is meant to measure the pipeline.
+DISTINCT_JPEGS = 60
 
 
 def prepare(opts: BenchOptions, size: tuple[int, int], tmp: Path) -> Prepared:
     """MJPEG (JPEG quality 85, as cameras send) in memory, or an H.264 file on disk."""
     frames, fps = input_frames(opts, size)
     if opts.codec == "mjpeg":
-        return Prepared(size, fps, jpegs=[encode_jpeg(f, 85) for f in frames])
+        jpegs = [encode_jpeg(f, 85) for f in itertools.islice(frames, DISTINCT_JPEGS)]
+        return Prepared(size, fps, opts.frames, jpegs=jpegs)
     path = tmp / f"bench-{size[0]}x{size[1]}.mp4"
     sink = FileSink(path)
     sink.open(size, fps)
     for i, img in enumerate(frames):
         sink.write(Frame(img, i, 0.0))
     sink.close()
-    return Prepared(size, fps, video=path)
+    return Prepared(size, fps, opts.frames, video=path)
 
 
 def make_processor(opts: BenchOptions, size: tuple[int, int]) -> FrameProcessor:
@@ -305,7 +318,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             tmp = Path(tmp_name)
             for size in opts.sizes:
                 prepared = prepare(opts, size, tmp)
-                r = SizeResult(size=f"{size[0]}x{size[1]}", frames=opts.frames)
+                held = sum(map(len, prepared.jpegs or ())) / 1e6
+                r = SizeResult(size=f"{size[0]}x{size[1]}", frames=opts.frames, input_mb=held)
                 if opts.batch:
                     r.batch_fps, m = run_batch(opts, prepared)
                     r.stages = summarise_stages(m)
@@ -349,7 +363,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"output {o['pixel_format']}{', with a competing load' if o['cpu_load'] else ''}"
     )
     for r in report["results"]:
-        lines.append(f"\n{r['size']} ({r['frames']} frames)")
+        held = f", input {r['input_mb']:.0f} MB in memory" if r.get("input_mb") else ""
+        lines.append(f"\n{r['size']} ({r['frames']} frames{held})")
         if r["stages"]:
             lines.append("  stage        median ms   p95 ms")
             for name, s in r["stages"].items():
