@@ -114,3 +114,20 @@ def test_make_refiner() -> None:
     assert isinstance(r, TemporalRefiner) and isinstance(r.inner, GuidedRefiner)
     with pytest.raises(ConfigError, match="unknown refinement"):
         make_refiner("sharp")
+
+
+def test_guided_applies_at_a_reduction_above_720_rows() -> None:
+    """A 1080p frame applies the linear model at 960x540 and enlarges the matte: same size,
+    and within a level or two of the full-resolution result; odd sizes stay exact."""
+    h, w = 1080, 1920
+    frame = np.full((h, w, 3), 40, np.uint8)
+    frame[:, w // 3 : 2 * w // 3] = 210  # a bright band: the person
+    alpha = np.zeros((144, 256), np.float32)
+    alpha[:, 256 // 3 : 2 * 256 // 3] = 1.0
+    auto = GuidedRefiner().refine(alpha, frame)
+    full = GuidedRefiner(apply_scale=1).refine(alpha, frame)
+    assert auto.shape == full.shape == (h, w)
+    assert np.abs(auto.astype(int) - full).mean() < 2.0
+    assert auto[:, w // 2].min() > 240 and auto[:, 10].max() < 15
+    odd = np.ascontiguousarray(frame[: 1081 - 2, : 1921 - 2])
+    assert GuidedRefiner().refine(alpha, odd).shape == odd.shape[:2]
