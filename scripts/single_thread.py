@@ -1,6 +1,6 @@
 """Run every stage of a frame in one thread (no pipeline) to get the single-thread figure.
 
-.venv/bin/python scripts/single_thread.py 1280x720
+.venv/bin/python scripts/single_thread.py 1280x720 [CLIP]   # CLIP: as ``bench --input``
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import cv2
 
@@ -20,7 +21,8 @@ from mattecam.sources.mjpeg import decode_jpeg, encode_jpeg
 def main() -> None:
     w, h = (int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "1280x720").split("x"))
     cv2.setNumThreads(1)
-    opts = BenchOptions(sizes=[(w, h)], frames=200)
+    clip = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    opts = BenchOptions(input=clip, sizes=[(w, h)], frames=200)
     frames, _ = input_frames(opts, (w, h))
     jpegs = [encode_jpeg(f) for f in frames]
     proc = make_processor(opts, (w, h))
