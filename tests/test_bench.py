@@ -32,6 +32,11 @@ def test_bench_reports_all_figures(codec: str, model_cache: Path) -> None:
     assert live["latency_p50_ms"] <= live["latency_p95_ms"] <= live["latency_p99_ms"]
     assert live["frames_written"] > 30
     assert "rss_growth_mb" in live and report["peak_rss_mb"] > 0
+    # The named threads' CPU is part of the process's (and the process thread does most).
+    by_thread = live["cpu_percent_by_thread"]
+    assert set(by_thread) == {"capture", "process", "output"}, by_thread
+    assert all(v >= 0 for v in by_thread.values())
+    assert sum(by_thread.values()) <= live["cpu_percent"] + 5
 
 
 def test_bench_table_with_an_input_clip(tmp_path: Path, model_cache: Path) -> None:

@@ -73,7 +73,7 @@ class SizeResult:
     input_mb: float = 0.0
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     batch_fps: float | None = None
-    live: dict[str, float | int] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict)
     soak: dict[str, float] = field(default_factory=dict)
 
 
@@ -253,7 +253,27 @@ def run_soak(opts: BenchOptions, prepared: Prepared) -> dict[str, float]:
     }
 
 
-def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, float | int]:
+PIPELINE_THREADS = ("capture", "process", "output")
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each of the pipeline's named threads (Linux; {} where
+    /proc does not tell)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for t in threading.enumerate():
+        if t.name not in PIPELINE_THREADS or t.native_id is None:
+            continue
+        try:
+            stat = Path(f"/proc/self/task/{t.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[t.name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
+def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, Any]:
     """Paced input for ``live_seconds``: CPU, latency, drops, memory."""
     fps = prepared.fps
     metrics = Metrics(window=int(opts.live_seconds * fps * 2) + 100)
@@ -266,14 +286,18 @@ def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, float | int]:
         metrics=metrics,
     )
     marks: dict[str, float] = {}
+    threads0: dict[str, float] = {}
+    threads1: dict[str, float] = {}
 
     def measure() -> None:
         # Skip the first second (model warm-up), then measure over the rest.
         time.sleep(1.0)
+        threads0.update(thread_cpu_seconds())
         marks.update(cpu0=time.process_time(), t0=time.monotonic(), rss0=rss_mb(),
                      n0=len(metrics.latency()))  # fmt: skip
         time.sleep(max(0.5, opts.live_seconds - 1.0))
         marks.update(cpu1=time.process_time(), t1=time.monotonic(), rss1=rss_mb())
+        threads1.update(thread_cpu_seconds())
         pipeline.stop()
 
     timer = threading.Thread(target=measure, name="bench-timer", daemon=True)
@@ -297,6 +321,11 @@ def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, float | int]:
         "dropped": metrics.dropped_before_process + metrics.dropped_before_output,
         "repeated": metrics.repeats,
         "rss_growth_mb": marks["rss1"] - marks["rss0"],
+        "cpu_percent_by_thread": {
+            name: 100.0 * (threads1[name] - threads0[name]) / wall
+            for name in PIPELINE_THREADS
+            if name in threads0 and name in threads1
+        },
     }
 
 
@@ -381,6 +410,10 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{lv['latency_last_third_p50_ms']:.1f}), dropped {lv['dropped']}, repeated "
                 f"{lv['repeated']}, RSS growth {lv['rss_growth_mb']:+.1f} MB"
             )
+            by_thread = lv.get("cpu_percent_by_thread")
+            if by_thread:
+                parts = ", ".join(f"{k} {v:.1f}%" for k, v in by_thread.items())
+                lines.append(f"  live CPU by thread (% of one core): {parts}")
         sk = r.get("soak")
         if sk:
             lines.append(
