@@ -42,6 +42,10 @@ CROP = (80, 60, 560, 420)  # x0, y0, x1, y1 in the 854x480 tennis clip: 480x360 
 COLOUR_RGB = (40, 220, 160)
 COLOUR_BGR = COLOUR_RGB[::-1]
 COLOUR_ARG = "#28DCA0"
+# The colour a live edit of the config file switches to (far from the scene's colours too).
+COLOUR2_RGB = (220, 40, 220)
+COLOUR2_BGR = COLOUR2_RGB[::-1]
+COLOUR2_ARG = "#DC28DC"
 TOLERANCE = 40  # max channel difference that still counts as the background colour
 # Only the card_label of the first device is ours; the second is the fake webcam.
 MODPROBE = 'devices=2 video_nr=10,11 exclusive_caps=1,1 card_label="mattecam","fakecam"'
@@ -146,12 +150,12 @@ def _chunks(data: bytes, n: int) -> list[bytes]:
 # --- frame checks -----------------------------------------------------------------------------
 
 
-def is_colour(img: np.ndarray) -> np.ndarray:
-    d = np.abs(img.astype(np.int16) - np.array(COLOUR_BGR, np.int16)).max(axis=2)
+def is_colour(img: np.ndarray, colour: tuple[int, ...] = COLOUR_BGR) -> np.ndarray:
+    d = np.abs(img.astype(np.int16) - np.array(colour, np.int16)).max(axis=2)
     return d < TOLERANCE
 
 
-def judge(img: np.ndarray, clip: Clip) -> dict[str, Any]:
+def judge(img: np.ndarray, clip: Clip, colour_bgr: tuple[int, ...] = COLOUR_BGR) -> dict[str, Any]:
     """Match ``img`` to its clip frame; measure background and person."""
     assert img.shape == (H, W, 3), img.shape
     kernel = np.ones((3, 3), np.uint8)
@@ -164,7 +168,7 @@ def judge(img: np.ndarray, clip: Clip) -> dict[str, Any]:
     mask = clip.masks[k].astype(np.uint8)
     near = cv2.dilate(mask, kernel, iterations=3).astype(bool)  # 3 px margin
     core = cv2.erode(mask, kernel, iterations=2).astype(bool)
-    colour = is_colour(img)
+    colour = is_colour(img, colour_bgr)
     return {
         "frame": k,
         "person_diff": round(diffs[k], 1),  # median |out - clip| on the person, 0..255
@@ -173,14 +177,20 @@ def judge(img: np.ndarray, clip: Clip) -> dict[str, Any]:
     }
 
 
-def check_frames(images: list[np.ndarray], clip: Clip, what: str, min_frames: int) -> None:
+def check_frames(
+    images: list[np.ndarray],
+    clip: Clip,
+    what: str,
+    min_frames: int,
+    colour_bgr: tuple[int, ...] = COLOUR_BGR,
+) -> None:
     """The composited picture is right: background colour where the truth says background,
     the person (unchanged) where it says person, in at least ``min_frames`` frames."""
     assert len(images) >= min_frames, f"{what}: {len(images)} processed frames, want {min_frames}"
-    stats = [judge(img, clip) for img in images]
+    stats = [judge(img, clip, colour_bgr) for img in images]
     print(f"{what}: {stats}")
     for s in stats:
-        assert s["background_is_colour"] >= 0.97, f"{what}: background not {COLOUR_ARG}: {s}"
+        assert s["background_is_colour"] >= 0.97, f"{what}: background not {colour_bgr}: {s}"
         assert s["person_not_colour"] >= 0.75, f"{what}: person replaced: {s}"
         assert s["person_diff"] <= 20, f"{what}: person pixels differ from the clip: {s}"
 
@@ -237,6 +247,8 @@ def run_scenario(
         "fps": FPS,
         "colour_arg": COLOUR_ARG,
         "colour_bgr": list(COLOUR_BGR),
+        "colour2_arg": COLOUR2_ARG,
+        "colour2_bgr": list(COLOUR2_BGR),
         "version": version,
         **cfg,
     }
@@ -290,11 +302,14 @@ def formats_run(request, vm_ready, clip, tmp_path_factory) -> Run:
     runs = []
     for i, (fmt, sig, always_on) in enumerate(FORMAT_RUNS[version]):
         last = i == len(FORMAT_RUNS[version]) - 1
-        readers = ["ffmpeg"] if last else ["ffmpeg", "opencv"] if fmt == "yuyv" else ["ffmpeg"]
+        # The last run takes its background from a config file, which is edited while it runs.
+        readers = ["ffmpeg", "opencv"] if fmt == "yuyv" else ["ffmpeg"]
+        if last:
+            readers = ["ffmpeg", "live"]
         if i == 0:
             readers.append("devices")  # `mattecam devices` while mattecam writes
         runs.append({"fmt": fmt, "stop": sig, "always_on": always_on, "readers": readers,
-                     "want": 2 if last else 3,
+                     "want": 2 if last else 3, "config": last,
                      "output": "auto" if last else "/dev/video10"})  # fmt: skip
     return run_scenario(
         "formats",
@@ -380,6 +395,30 @@ def test_stop_signals_then_start_again(formats_run: Run) -> None:
             assert nxt["capture_after_s"] is not None, f"{what}: next run never started"
             assert "error" not in nxt["log"].lower(), nxt["log"]
     assert {r["stop"]["signal"] for r in runs} >= {"SIGTERM", "SIGINT", "SIGKILL"}
+
+
+def test_config_edit_applies_live_to_the_virtual_camera(formats_run: Run, clip: Clip) -> None:
+    """Live control on the real device: the last run takes its background from a config
+    file; rewriting the file switches the colour a reader sees, while the device stays open
+    (opened once, frames keep flowing through the change)."""
+    last = formats_run.result["runs"][-1]
+    what = f"{formats_run.version} live config edit"
+    lv = last["live"]
+    images = raw_frames(formats_run.out, lv, "yuyv")
+    before, after = images[: lv["n_before"]], images[lv["n_before"] :]
+    check_frames(before, clip, f"{what}, before", 2)
+    check_frames(after, clip, f"{what}, after", 2, COLOUR2_BGR)
+    assert lv["after_change_s"] is not None and lv["after_change_s"] < 10, lv
+    # Opened once ("virtual camera /dev/video10 (mattecam, v4l2loopback ...)"), released once.
+    assert last["log"].count("virtual camera /dev/video10 (mattecam") == 1, last["log"]
+    assert last["log"].count("virtual camera /dev/video10 released") == 1, last["log"]
+    assert "background changed" in last["log"], last["log"]
+    # The reader never went without frames across the change (TCG guest: loose bound).
+    times = np.array([t for t in lv["all_times"] if lv["t_change"] - 2 <= t <= lv["t_end"]])
+    assert len(times) > 10, times
+    gap = float(np.diff(times).max())
+    print(f"{what}: {len(times)} frames around the change, longest gap {gap * 1e3:.0f} ms")
+    assert gap < 4 / FPS, f"{what}: {gap:.2f} s without a frame around the change"
 
 
 # --- 2, 5, 6: a fake webcam, on-demand, latency ---------------------------------------------------

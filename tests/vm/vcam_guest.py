@@ -416,6 +416,26 @@ def mattecam_args(cfg: dict, *, source: str, fmt: str = "yuyv", bg: str | None =
 # --- scenarios ---------------------------------------------------------------------------
 
 
+def live_config_edit(cfg: dict, run: dict, name: str, config: Path) -> dict[str, Any]:
+    """Read frames of the first colour, rewrite the config file to the second colour, read
+    frames of that; every frame's arrival time is kept to look for gaps."""
+    w, h = cfg["size"]
+    rd = FfmpegReader("/dev/video10", run["fmt"], w, h, name)
+    before = rd.collect(cfg["colour_bgr"], run["want"], 40)[: run["want"]]
+    t_change = now()
+    config.write_text(f'background = "{cfg["colour2_arg"]}"\n')
+    log(f"{name}: config file now says {cfg['colour2_arg']}")
+    seen = rd.collect(cfg["colour2_bgr"], run["want"], 40)
+    after = [i for i in seen if rd.frames[i][0] > t_change]
+    t_end = now()
+    info: dict[str, Any] = rd.stop()
+    info.update(rd.save(before, after[: run["want"]]))
+    first = [rd.frames[i][0] for i in after]
+    info.update(n_before=len(before), t_change=t_change, t_end=t_end,
+                after_change_s=(first[0] - t_change) if first else None)  # fmt: skip
+    return info
+
+
 def scenario_formats(cfg: dict) -> None:
     """Item 1 and 3: a file into the loopback in several formats, read back by ffmpeg and
     OpenCV; each run is stopped by another signal and the next one must work."""
@@ -429,6 +449,12 @@ def scenario_formats(cfg: dict) -> None:
         runs.append(r)
         r["idle_before"] = is_idle_output("/dev/video10")
         args = mattecam_args(cfg, source=cfg["clip"], fmt=run["fmt"])
+        config = OUT / f"run{i}.toml"
+        if run.get("config"):  # the background comes from a file that is edited later
+            b = args.index("-b")
+            del args[b : b + 2]
+            config.write_text(f'background = "{cfg["colour_arg"]}"\n')
+            args += ["--config", str(config)]
         if run["always_on"]:
             args.append("--always-on")
         if run.get("output"):
@@ -447,6 +473,8 @@ def scenario_formats(cfg: dict) -> None:
                 info = rd.stop()
                 info.update(rd.save(idx[: run["want"]]))
                 r["ffmpeg"] = info
+            elif reader == "live":
+                r["live"] = live_config_edit(cfg, run, name, config)
             elif reader == "opencv":
                 r["opencv"] = opencv_read("/dev/video10", colour, run["want"], 40, name)
             else:
