@@ -493,6 +493,20 @@ def test_on_demand_camera(webcam_run: Run) -> None:
     assert "nobody is watching" in wc["log"] and "opened again" in wc["log"], wc["log"]
 
 
+def report_latency(label: str, ms: np.ndarray, log: str, extra: str = "") -> tuple[str, float]:
+    """Print the distribution of ``ms`` and mattecam's own latency lines from ``log``;
+    returns the summary line (for assert messages) and the p95."""
+    p50, p95 = np.percentile(ms, [50, 95])
+    line = (
+        f"{label} (VM, TCG): n={len(ms)} p50={p50:.0f} ms p95={p95:.0f} ms "
+        f"min={ms.min():.0f} max={ms.max():.0f}{extra}"
+    )
+    print(line)
+    m = re.findall(r"latency p50 ([\d.]+) ms p95 ([\d.]+) ms", log)
+    print(f"mattecam's own capture->write latency lines: {m[-3:]}")
+    return line, float(p95)
+
+
 def test_latency(webcam_run: Run) -> None:
     """Issue 3, item 6: a producer writes its clock into the fake webcam's pixels; the
     reader of /dev/video10 (same guest clock) decodes it: capture-to-consumer latency."""
@@ -503,14 +517,7 @@ def test_latency(webcam_run: Run) -> None:
         f"{len(ms)} timestamps read back ({lat['frames_read']} frames, "
         f"{lat['unreadable']} unreadable)\n{lat['log']}"
     )
-    p50, p95 = np.percentile(ms, [50, 95])
-    line = (
-        f"latency {webcam_run.version} (VM, TCG): n={len(ms)} p50={p50:.0f} ms p95={p95:.0f} ms "
-        f"min={ms.min():.0f} max={ms.max():.0f}"
-    )
-    print(line)
-    m = re.findall(r"latency p50 ([\d.]+) ms p95 ([\d.]+) ms", lat["log"])
-    print(f"mattecam's own capture->write latency lines: {m[-3:]}")
+    line, p95 = report_latency(f"latency {webcam_run.version}", ms, lat["log"])
     assert (ms > 0).all(), line
     # Loose bound: the guest is 50-100x slower than real hardware; this catches queueing
     # (latency growing with every frame), not the speed of the emulator.
@@ -555,14 +562,9 @@ def test_latency_with_segmentation(webcam_run: Run, clip: Clip) -> None:
         samples.append((after[0] - t_s) * 1000)
     ms = np.array(samples)
     assert len(ms) >= 5, f"{len(ms)} samples ({late} late) from {len(seen)} frames\n{seg['log']}"
-    p50, p95 = np.percentile(ms, [50, 95])
-    line = (
-        f"latency with segmentation {webcam_run.version} (VM, TCG): n={len(ms)} "
-        f"p50={p50:.0f} ms p95={p95:.0f} ms min={ms.min():.0f} max={ms.max():.0f} late={late}"
+    line, p95 = report_latency(
+        f"latency with segmentation {webcam_run.version}", ms, seg["log"], f" late={late}"
     )
-    print(line)
-    m = re.findall(r"latency p50 ([\d.]+) ms p95 ([\d.]+) ms", seg["log"])
-    print(f"mattecam's own capture->write latency lines: {m[-3:]}")
     assert late <= 1, line
     assert p95 < 2000, line
 
