@@ -116,7 +116,7 @@ def test_make_refiner() -> None:
         make_refiner("sharp")
 
 
-def test_guided_applies_at_a_reduction_above_720_rows() -> None:
+def test_guided_applies_at_a_reduction_above_720p_pixels() -> None:
     """A 1080p frame applies the linear model at 960x540 and enlarges the matte: same size,
     and within a level or two of the full-resolution result; odd sizes stay exact."""
     h, w = 1080, 1920
@@ -131,3 +131,15 @@ def test_guided_applies_at_a_reduction_above_720_rows() -> None:
     assert auto[:, w // 2].min() > 240 and auto[:, 10].max() < 15
     odd = np.ascontiguousarray(frame[: 1081 - 2, : 1921 - 2])
     assert GuidedRefiner().refine(alpha, odd).shape == odd.shape[:2]
+
+
+@pytest.mark.parametrize(("h", "w"), [(800, 600), (720, 1280), (1280, 720)])
+def test_guided_applies_at_full_resolution_up_to_720p_pixels(h: int, w: int) -> None:
+    """Frames with no more pixels than 1280x720 (a 600x800 portrait included) get the
+    full-resolution matte, not an enlarged one."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    alpha = rng.random((144, 256), dtype=np.float32)
+    auto = GuidedRefiner().refine(alpha, frame)
+    full = GuidedRefiner(apply_scale=1).refine(alpha, frame)
+    assert np.array_equal(auto, full)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -12,8 +14,9 @@ from mattecam.segmentation.base import Alpha, shrink
 
 F32 = NDArray[np.float32]
 
-#: Frames taller than this apply the guided filter's linear model at an integer reduction.
-APPLY_MAX_ROWS = 720
+#: Frames with more pixels than this (1280x720) apply the guided filter's linear model at an
+#: integer reduction.
+APPLY_MAX_PIXELS = 1280 * 720
 
 
 class GuidedRefiner(Refiner):
@@ -29,11 +32,11 @@ class GuidedRefiner(Refiner):
     reduction of the frame, to keep resizing cheap).
 
     Full resolution sees only a few cheap passes: grey conversion, two bilinear
-    enlargements, a multiply-add in float32 and the conversion to uint8. Frames taller than
-    :data:`APPLY_MAX_ROWS` apply the model at an integer reduction (1080p at 960x540) and
-    enlarge the uint8 matte: at 1080p that costs 2.0 ms instead of 3.1, and the matte differs
-    from the full-resolution one by 0.3 levels on average (IoU 0.999). ``apply_scale`` fixes
-    the reduction instead.
+    enlargements, a multiply-add in float32 and the conversion to uint8. Frames with more
+    pixels than :data:`APPLY_MAX_PIXELS` apply the model at an integer reduction (1080p at
+    960x540) and enlarge the uint8 matte: at 1080p that costs 2.0 ms instead of 3.1, and the
+    matte differs from the full-resolution one by 0.3 levels on average (IoU 0.999).
+    ``apply_scale`` fixes the reduction instead.
     """
 
     def __init__(
@@ -62,7 +65,7 @@ class GuidedRefiner(Refiner):
 
     def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
         h, w = frame.shape[:2]
-        k = self.apply_scale or -(-h // APPLY_MAX_ROWS)
+        k = self.apply_scale or math.ceil(math.sqrt(h * w / APPLY_MAX_PIXELS))
         if self.apply_scale is None and (h % k or w % k):
             k = 1  # only exact reductions are cheap (INTER_AREA's integer fast path)
         ah, aw = max(1, h // k), max(1, w // k)
