@@ -61,7 +61,12 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
         eps=settings.edge_eps,
     )
     processor = FrameProcessor(
-        segmenter, refiner, background, mirror=settings.mirror, light_wrap=settings.light_wrap
+        segmenter,
+        refiner,
+        background,
+        mirror=settings.mirror,
+        light_wrap=settings.light_wrap,
+        crop=settings.crop,
     )
     return Pipeline(
         source, processor, sinks, live=live, fps=settings.fps, always_on=settings.always_on

@@ -54,6 +54,7 @@ class BenchOptions:
     model: str = "landscape"
     refine: str = "guided"
     temporal: bool = True
+    crop: bool = True
     edge_radius: int = 2
     edge_eps: float = 1e-3
     threads: int = 1
@@ -193,6 +194,7 @@ def make_processor(opts: BenchOptions, size: tuple[int, int]) -> FrameProcessor:
         ),
         background,
         light_wrap=opts.light_wrap,
+        crop=opts.crop,
     )
 
 
@@ -388,7 +390,8 @@ def format_table(report: dict[str, Any]) -> str:
     o = report["options"]
     lines.append(
         f"input: {o['input'] or 'synthetic'} as {o['codec']}, model {o['model']}, refine "
-        f"{o['refine']}{'+temporal' if o['temporal'] else ''}, background {o['background']}, "
+        f"{o['refine']}{'+temporal' if o['temporal'] else ''}{'+crop' if o.get('crop') else ''}, "
+        f"background {o['background']}, "
         f"output {o['pixel_format']}{', with a competing load' if o['cpu_load'] else ''}"
     )
     for r in report["results"]:

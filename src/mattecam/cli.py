@@ -186,6 +186,12 @@ def add_matte_options(p: argparse.ArgumentParser) -> None:
         "still, and follows motion at once where it is not; --no-temporal turns it off.",
     )  # fmt: skip
     seg.add_argument(
+        "--crop", action=argparse.BooleanOptionalAction, default=d["crop"].default,
+        help="run the model on a crop around the person, found in the previous frame, "
+        "instead of the whole frame: far more detail for someone not close to the camera; "
+        "a close-up is not cropped (--no-crop turns it off).",
+    )  # fmt: skip
+    seg.add_argument(
         "--edge-radius", type=int, default=d["edge_radius"].default, metavar="PIXELS",
         help="guided refinement window radius, in model-resolution pixels: larger follows "
         "edges farther from the model's guess (default: %(default)s).",
@@ -486,8 +492,8 @@ def run_eval(argv: list[str]) -> int:
         else manifest_samples(ns.manifest, subset=ns.subset, limit=ns.limit)
     )
     with open_segmenter(ns.model, threads=ns.threads) as segmenter:
-        result = evaluate(samples, segmenter, refiner, temporal=temporal)
-    result.update(model=ns.model, refine=ns.refine, temporal=ns.temporal and temporal)
+        result = evaluate(samples, segmenter, refiner, temporal=temporal, crop=ns.crop)
+    result.update(model=ns.model, refine=ns.refine, temporal=ns.temporal and temporal, crop=ns.crop)
     if ns.json:
         print(json.dumps(result))
     else:
@@ -516,6 +522,7 @@ def run_bench(argv: list[str]) -> int:
         model=ns.model,
         refine=ns.refine,
         temporal=ns.temporal,
+        crop=ns.crop,
         edge_radius=ns.edge_radius,
         edge_eps=ns.edge_eps,
         threads=ns.threads,

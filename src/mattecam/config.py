@@ -36,6 +36,7 @@ class Settings:
     mirror: bool = False
     refine: str = "guided"
     temporal: bool = True
+    crop: bool = True
     edge_radius: int = 2
     edge_eps: float = 1e-3
     light_wrap: float = 0.0

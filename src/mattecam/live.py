@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Settings a running pipeline takes without reopening anything.
 LIVE_KEYS = frozenset(
-    {"background", "blur_strength", "model", "threads", "refine", "temporal", "edge_radius",
-     "edge_eps", "mirror", "light_wrap"}
+    {"background", "blur_strength", "model", "threads", "refine", "temporal", "crop",
+     "edge_radius", "edge_eps", "mirror", "light_wrap"}
 )  # fmt: skip
 #: Settings that only take effect when mattecam is started again (they reopen devices).
 RESTART_KEYS = frozenset(f.name for f in dataclasses.fields(Settings)) - LIVE_KEYS
@@ -202,6 +202,7 @@ class LiveController:
             background=background,
             mirror=new.mirror if "mirror" in keys else None,
             light_wrap=new.light_wrap if "light_wrap" in keys else None,
+            crop=new.crop if "crop" in keys else None,
         )
 
     # --- pause ---------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from mattecam.compositing.backgrounds import Background
 from mattecam.compositing.blend import Compositor, light_wrap
 from mattecam.frame import Frame
 from mattecam.matte.base import Refiner
-from mattecam.segmentation.base import Segmenter, shrink
+from mattecam.matte.framed import Matting
+from mattecam.segmentation.base import Segmenter
+from mattecam.segmentation.framing import Framing
 
 
 class FrameProcessor:
@@ -36,9 +38,11 @@ class FrameProcessor:
         *,
         mirror: bool = False,
         light_wrap: float = 0.0,
+        crop: bool = True,
     ) -> None:
         self.segmenter = segmenter
         self.refiner = refiner
+        self.matting = Matting(Framing(enabled=crop))
         self.background = background
         self.mirror = mirror
         self.light_wrap = light_wrap
@@ -54,6 +58,7 @@ class FrameProcessor:
         background: Background | None = None,
         mirror: bool | None = None,
         light_wrap: float | None = None,
+        crop: bool | None = None,
     ) -> None:
         """Queue changes for the next frame (any thread). A later call for the same item
         before that frame replaces the earlier one, which is then closed."""
@@ -61,7 +66,8 @@ class FrameProcessor:
             k: v
             for k, v in (("segmenter", segmenter), ("refiner", refiner),
                          ("background", background), ("mirror", mirror),
-                         ("light_wrap", light_wrap))
+                         ("light_wrap", light_wrap),
+                         ("matting", None if crop is None else Matting(Framing(enabled=crop))))
             if v is not None
         }  # fmt: skip
         with self._lock:
@@ -74,6 +80,8 @@ class FrameProcessor:
     def _apply_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+        if "mirror" in pending and pending["mirror"] != self.mirror:
+            self.matting.reset()  # the person's crop is mirrored too
         for key, value in pending.items():
             old = getattr(self, key)
             setattr(self, key, value)
@@ -89,22 +97,13 @@ class FrameProcessor:
             image = np.asarray(cv2.flip(image, 1), np.uint8)
         if not self.background.replaces:
             return Frame(image, frame.seq, frame.t_capture, frame.pts, timings)
-        t0 = time.perf_counter()
-        small = shrink(image, *self.segmenter.input_size)
-        tensor = self.segmenter.tensor(small)
-        t1 = time.perf_counter()
-        alpha = self.segmenter.run(tensor)
-        t2 = time.perf_counter()
-        matte = self.refiner.refine(alpha, image, small)
+        matte = self.matting.matte(image, self.segmenter, self.refiner, timings)
         t3 = time.perf_counter()
         bg = self.background.render(image, matte)
         out = self._compositor.composite(image, bg, matte)
         if self.light_wrap > 0:
             light_wrap(out, bg, matte, self.light_wrap)
         t4 = time.perf_counter()
-        timings["preprocess"] = (t1 - t0) * 1e3
-        timings["inference"] = (t2 - t1) * 1e3
-        timings["refine"] = (t3 - t2) * 1e3
         timings["composite"] = (t4 - t3) * 1e3
         return Frame(out, frame.seq, frame.t_capture, frame.pts, timings)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import statistics
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ from mattecam.errors import InputNotFoundError, UnsupportedFormatError
 from mattecam.evaluation.metrics import MetricAccumulator
 from mattecam.frame import Image
 from mattecam.matte.base import Refiner
-from mattecam.segmentation.base import Segmenter, shrink
+from mattecam.matte.framed import Matting
+from mattecam.segmentation.base import Segmenter
+from mattecam.segmentation.framing import Framing
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,13 @@ def evaluate(
     refiner: Refiner,
     *,
     temporal: bool,
+    crop: bool = True,
 ) -> dict[str, float | int | str | None]:
-    """Run every sample through segmenter and refiner (in order, keeping refiner state when
-    ``temporal``) and summarise the metrics, with median milliseconds per stage."""
+    """Run every sample through framing, segmenter and refiner exactly as the live pipeline
+    does (in order, keeping temporal and framing state when ``temporal``; a still image is
+    located first, then segmented on its crop) and summarise the metrics, with median
+    milliseconds per stage."""
+    matting = Matting(Framing(enabled=crop))
     acc = MetricAccumulator(temporal=temporal)
     infer_ms: list[float] = []
     refine_ms: list[float] = []
@@ -92,14 +97,11 @@ def evaluate(
     for s in samples:
         if not temporal:
             refiner.reset()
-        t0 = time.perf_counter()
-        small = shrink(s.image, *segmenter.input_size)  # as the live pipeline does
-        alpha = segmenter.run(segmenter.tensor(small))
-        t1 = time.perf_counter()
-        matte = refiner.refine(alpha, s.image, small)
-        t2 = time.perf_counter()
-        infer_ms.append((t1 - t0) * 1e3)
-        refine_ms.append((t2 - t1) * 1e3)
+            matting.reset()
+        timings: dict[str, float] = {}
+        matte = matting.matte(s.image, segmenter, refiner, timings)
+        infer_ms.append(timings["preprocess"] + timings["inference"])
+        refine_ms.append(timings["refine"])
         acc.add(matte, s.mask)
         size = (s.image.shape[1], s.image.shape[0])
     summary: dict[str, float | int | str | None] = dict(acc.summary())

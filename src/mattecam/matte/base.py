@@ -31,3 +31,10 @@ class Refiner(ABC):
 
     def reset(self) -> None:  # noqa: B027 - stateless refiners need nothing
         """Forget temporal state."""
+
+    def reframe(self, matrix: NDArray[np.float64]) -> None:
+        """The model's input moved to another part of the frame (see
+        :class:`~mattecam.segmentation.framing.Framing`): ``matrix`` (2x3, for
+        ``cv2.warpAffine``) takes the previous mask's pixels to the next one's. Refiners
+        with temporal state remap it; the default forgets it."""
+        self.reset()

@@ -66,3 +66,21 @@ class TemporalRefiner(Refiner):
     def reset(self) -> None:
         self._prev_alpha = self._prev_grey = None
         self.inner.reset()
+
+    def reframe(self, matrix: NDArray[np.float64]) -> None:
+        """Carry the previous mask and luminance over to the new crop: what lay outside the
+        old crop was background (alpha 0); its luminance repeats the old crop's edge."""
+        prev, prev_grey = self._prev_alpha, self._prev_grey
+        if prev is not None and prev_grey is not None:
+            size = (prev.shape[1], prev.shape[0])
+            self._prev_alpha = np.asarray(
+                cv2.warpAffine(prev, matrix, size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0),
+                np.float32,
+            )  # fmt: skip
+            self._prev_grey = np.asarray(
+                cv2.warpAffine(prev_grey, matrix, size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE),
+                np.float32,
+            )  # fmt: skip
+        self.inner.reframe(matrix)
