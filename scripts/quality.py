@@ -1,7 +1,8 @@
 """Reproduce the matte quality table in docs/quality.md.
 
-Runs ``mattecam eval`` for the raw model output (bilinear enlargement, no temporal
-smoothing) and for the default refinement, with both models, on the portrait sets and the
+Runs ``mattecam eval`` for the raw model output (whole frame, bilinear enlargement, no
+temporal smoothing), for the refinement on the whole frame and for the default (refinement
+with the model run on a crop around the person), with both models, on the portrait sets and the
 ground-truth clips, and prints a Markdown table:
 
     .venv/bin/python scripts/quality.py [--data ../shared/data] > /tmp/quality.md
@@ -16,7 +17,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"raw": ["--refine", "bilinear", "--no-temporal"], "refined (default)": []}
+CONFIGS = {
+    "raw": ["--refine", "bilinear", "--no-temporal", "--no-crop"],
+    "refined, whole frame": ["--no-crop"],
+    "refined + crop (default)": [],
+}
 
 
 def evaluate(args: list[str]) -> dict[str, object]:

@@ -50,7 +50,7 @@ def test_refinement_beats_raw_on_portraits(shared_data: Path, model_cache: Path)
     manifest = shared_data / "portraits" / "manifest.csv"
     common = ["--manifest", str(manifest), "--set", "eg1800_train", "--limit", "60",
               "--model", "general", "--json"]  # fmt: skip
-    raw = json.loads(run(*common, "--refine", "bilinear", "--no-temporal").stdout)
+    raw = json.loads(run(*common, "--refine", "bilinear", "--no-temporal", "--no-crop").stdout)
     refined = json.loads(run(*common).stdout)
     assert refined["iou"] > raw["iou"]
     assert refined["boundary_f"] > raw["boundary_f"]

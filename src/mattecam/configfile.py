@@ -33,7 +33,7 @@ KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
 """Every key the file may hold: exactly the :class:`~mattecam.config.Settings` fields."""
 #: Command-line spellings whose key differs, for "did you mean" hints.
 FLAG_KEYS = {"blur": "blur_strength", "output": "outputs", "o": "outputs", "i": "input",
-             "b": "background", "no_temporal": "temporal"}  # fmt: skip
+             "b": "background", "no_temporal": "temporal", "no_crop": "crop"}  # fmt: skip
 
 
 def default_path() -> Path:

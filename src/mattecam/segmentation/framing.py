@@ -125,16 +125,18 @@ class Framing:
             return (0, 0, w, h)
         x0, y0, x1, y1 = box
         m = self.margin * max(x1 - x0, y1 - y0)
-        want = (x0 - m, y0 - m, x1 + m, y1 + m)
+        want = (max(x0 - m, 0.0), max(y0 - m, 0.0), min(x1 + m, float(w)), min(y1 + m, float(h)))
         s = self.slack * max(want[2] - want[0], want[3] - want[1])
         new = self._fit_frame((want[0] - s, want[1] - s, want[2] + s, want[3] + s), w, h, mw, mh)
         cur = self.rect
-        if cur is not None:
-            cx, cy, cw, ch = cur
-            inside = want[0] >= cx and want[1] >= cy and want[2] <= cx + cw and want[3] <= cy + ch
-            if inside and new[2] * new[3] >= self.shrink_below * cw * ch:
-                return cur
-        return new
+        if cur is None or new[2] * new[3] < self.shrink_below * cur[2] * cur[3]:
+            return new
+        # Keep the crop's size and move it as little as needed (with slack on the side the
+        # person moved to): the refiner's buffers keep their shape, its state a translation.
+        cx, cy, cw, ch = cur
+        x = _follow(cx, cw, want[0], want[2], s, w)
+        y = _follow(cy, ch, want[1], want[3], s, h)
+        return new if x is None or y is None else (x, y, cw, ch)
 
     def _fit_frame(self, want: tuple[float, float, float, float], w: int, h: int,
                    mw: int, mh: int) -> Rect:  # fmt: skip
@@ -153,6 +155,20 @@ class Framing:
         x = round(min(max((x0 + x1 - cw) / 2, 0), w - cw))
         y = round(min(max((y0 + y1 - ch) / 2, 0), h - ch))
         return (x, y, cw, ch)
+
+
+def _follow(start: int, size: int, lo: float, hi: float, slack: float, limit: int) -> int | None:
+    """Where a crop of ``size`` starting at ``start`` must move (as little as it can) to
+    hold ``lo..hi`` with ``slack`` to spare on the side it moves to; None when it cannot."""
+    first, last = hi - size, lo  # starts at which lo..hi fits
+    if first > last:
+        return None
+    pos = float(start)
+    if pos > last:
+        pos = max(first, lo - slack)
+    elif pos < first:
+        pos = min(last, hi + slack - size)
+    return int(min(max(round(pos), 0), limit - size))
 
 
 def _inside(rect: Rect, w: int, h: int) -> bool:
