@@ -38,8 +38,10 @@ class Framing:
     and boundary F by 0.1-0.3; on close-up portraits the crop is the whole frame and
     nothing changes (see docs/quality.md).
 
-    To keep the matte steady the crop moves only when the person's box leaves it, or the
-    crop it would need now is smaller than ``shrink_below`` of it; a new crop gets ``slack`` of extra room.
+    To keep the matte steady the crop stays put while the person's box (with its margin)
+    is inside it, follows a person who moves by shifting, keeping its size (with ``slack``
+    of extra room on the side they moved to), and is made anew when the box no longer fits
+    or the crop it needs is smaller than ``shrink_below`` of the current one.
     A dimension the crop would cover ``full_above`` of anyway uses the whole frame, so a
     talking head close to the camera gets exactly the uncropped result at no cost, and a
     crop is stretched along its shorter side until it is at most ``max_squash`` times off
@@ -134,8 +136,8 @@ class Framing:
         # Keep the crop's size and move it as little as needed (with slack on the side the
         # person moved to): the refiner's buffers keep their shape, its state a translation.
         cx, cy, cw, ch = cur
-        x = _follow(cx, cw, want[0], want[2], s, w)
-        y = _follow(cy, ch, want[1], want[3], s, h)
+        x = _follow(cx, cw, (want[0], want[2]), s, w)
+        y = _follow(cy, ch, (want[1], want[3]), s, h)
         return new if x is None or y is None else (x, y, cw, ch)
 
     def _fit_frame(self, want: tuple[float, float, float, float], w: int, h: int,
@@ -157,9 +159,12 @@ class Framing:
         return (x, y, cw, ch)
 
 
-def _follow(start: int, size: int, lo: float, hi: float, slack: float, limit: int) -> int | None:
+def _follow(
+    start: int, size: int, span: tuple[float, float], slack: float, limit: int
+) -> int | None:
     """Where a crop of ``size`` starting at ``start`` must move (as little as it can) to
-    hold ``lo..hi`` with ``slack`` to spare on the side it moves to; None when it cannot."""
+    hold ``span`` with ``slack`` to spare on the side it moves to; None when it cannot."""
+    lo, hi = span
     first, last = hi - size, lo  # starts at which lo..hi fits
     if first > last:
         return None
