@@ -103,6 +103,36 @@ def test_the_crop_holds_for_small_moves_and_follows_big_ones() -> None:
     assert matte[400, 950] == 255 and matte[400, 650] == 0
 
 
+def test_a_person_at_the_frame_edge_with_a_jittery_mask_keeps_one_crop() -> None:
+    """A seated person cut by the frame's bottom edge, whose head top and width wobble by a
+    few pixels every frame (as a model's mask does), keeps one crop: no reframing, no
+    reallocation, nothing for the smoothing to remap."""
+    seg, matting = BrightSegmenter(), Matting()
+    rects = set()
+    for i in range(40):
+        j = (i * 7) % 5 * 4  # 0..16 px of wobble
+        matting.matte(scene((420 + j // 2, 40 + j, 400 - j, 680 - j)), seg, BilinearRefiner())
+        rects.add(matting.framing.rect)
+    assert len(rects) == 1
+    (rect,) = rects
+    assert rect is not None and rect[2] < W and rect[3] == H
+
+
+def test_the_crop_follows_a_walking_person_by_shifting() -> None:
+    seg, matting = BrightSegmenter(), Matting()
+    sizes, changes, last = set(), 0, None
+    for i in range(40):
+        matting.matte(scene((200 + 12 * i, 200, 100, 300)), seg, BilinearRefiner())
+        rect = matting.framing.rect
+        assert rect is not None
+        sizes.add(rect[2:])
+        changes += rect != last
+        last = rect
+    assert len(sizes) == 1  # same size throughout: moved, not remade
+    assert changes < 20  # the slack means it does not move on every frame
+    assert contains(last, (200 + 12 * 39, 200, 100, 300))
+
+
 def test_someone_stepping_in_is_found_by_the_rescan() -> None:
     framing = Framing(rescan_every=10)
     seg, matting = BrightSegmenter(), Matting(framing)
@@ -179,7 +209,7 @@ def test_cropping_helps_a_distant_person(shared_data: Path, model_cache: Path) -
 def test_frames_of_another_size_reset_the_crop() -> None:
     seg, matting = BrightSegmenter(), Matting()
     matting.matte(scene((600, 200, 100, 300)), seg, BilinearRefiner())
-    small = cv2.resize(scene((600, 200, 100, 300)), (640, 360))
+    small = np.asarray(cv2.resize(scene((600, 200, 100, 300)), (640, 360)), np.uint8)
     matte = matting.matte(small, seg, BilinearRefiner())
     assert matte.shape == (360, 640)
     assert matte[175, 325] == 255
