@@ -362,3 +362,30 @@ def test_pause_sends_a_still_then_resumes(tmp_path: Path, processor: FrameProces
     assert seqs[paused[-1] + 1 :].max() >= 0  # live again afterwards
     assert processed[0] == processed[1]  # nothing processed while paused
     assert np.diff(np.array(sink.times)).max() < 2 / 30
+
+
+def test_crop_switches_at_the_next_frame_and_resets_temporal_state(
+    landscape_model: Path,
+) -> None:
+    """``update(crop=False)`` takes effect at the next frame: the framing no longer crops,
+    and the refiner's smoothing (kept in the old crop's coordinates) starts afresh."""
+    from mattecam.matte import TemporalRefiner
+
+    class CountingRefiner(TemporalRefiner):
+        resets = 0
+
+        def reset(self) -> None:
+            self.resets += 1
+            super().reset()
+
+    refiner = CountingRefiner(BilinearRefiner())
+    p = FrameProcessor(LiteRTSegmenter(landscape_model), refiner, ColorBackground((0, 255, 0)))
+    frame = Frame(np.full((360, 640, 3), 90, np.uint8), 0, time.monotonic())
+    assert p.matting.framing.enabled
+    p.process(frame)
+    p.update(crop=False)
+    assert p.matting.framing.enabled and refiner.resets == 0  # queued, not yet applied
+    p.process(frame)
+    assert not p.matting.framing.enabled and refiner.resets == 1
+    assert p.matting.framing.rect is None  # never cropped since
+    p.close()

@@ -80,8 +80,11 @@ class FrameProcessor:
     def _apply_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        if "mirror" in pending and pending["mirror"] != self.mirror:
+        mirrored = "mirror" in pending and pending["mirror"] != self.mirror
+        if mirrored:
             self.matting.reset()  # the person's crop is mirrored too
+        if mirrored or "matting" in pending:
+            self.refiner.reset()  # its state was in the old crop's (or image's) coordinates
         for key, value in pending.items():
             old = getattr(self, key)
             setattr(self, key, value)
