@@ -34,8 +34,8 @@ class Framing:
     a person standing back from the camera is only a few dozen model pixels wide. Framing
     crops to the person instead: the bounding box of the previous frame's mask
     (``alpha >= 0.5``) plus ``margin`` of its longer side on every side. Measured on the
-    ground-truth clips (people filling 10-20% of the frame) this lifts IoU by 0.05-0.3
-    and boundary F by 0.1-0.3; on close-up portraits the crop is the whole frame and
+    ground-truth clips (people filling 6-20% of the frame) this lifts IoU by 0.07-0.3
+    and boundary F by 0.07-0.3; on close-up portraits the crop is the whole frame and
     nothing changes (see docs/quality.md).
 
     To keep the matte steady the crop stays put while the person's box (with its margin)
