@@ -390,7 +390,7 @@ def format_table(report: dict[str, Any]) -> str:
     o = report["options"]
     lines.append(
         f"input: {o['input'] or 'synthetic'} as {o['codec']}, model {o['model']}, refine "
-        f"{o['refine']}{'+temporal' if o['temporal'] else ''}{'+crop' if o.get('crop') else ''}, "
+        f"{o['refine']}{'+temporal' if o['temporal'] else ''}{'+crop' if o['crop'] else ''}, "
         f"background {o['background']}, "
         f"output {o['pixel_format']}{', with a competing load' if o['cpu_load'] else ''}"
     )

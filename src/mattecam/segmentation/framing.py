@@ -22,7 +22,6 @@ class Framed:
     alpha: Alpha
     small: Image
     rect: Rect
-    inferences: int
     preprocess_ms: float
     inference_ms: float
 
@@ -84,11 +83,9 @@ class Framing:
         h, w = image.shape[:2]
         full: Rect = (0, 0, w, h)
         mw, mh = segmenter.input_size
-        clock = [0.0, 0.0]  # preprocess, inference (ms)
-        runs = 0
+        clock = [0.0, 0.0]  # preprocess, inference (ms), summed over this frame's runs
 
         def run(region: Image) -> tuple[Alpha, Image]:
-            nonlocal runs
             t0 = time.perf_counter()
             small = shrink(region, mw, mh)
             tensor = segmenter.tensor(small)
@@ -96,7 +93,6 @@ class Framing:
             alpha = segmenter.run(tensor)
             clock[0] += (t1 - t0) * 1e3
             clock[1] += (time.perf_counter() - t1) * 1e3
-            runs += 1
             return alpha, small
 
         rect = self.rect if self.enabled else full
@@ -110,14 +106,14 @@ class Framing:
             rect = self.rect = self._choose(box, w, h, mw, mh)
             if rect == full:
                 self._box = scanned
-                return Framed(alpha, small, full, runs, *clock)
+                return Framed(alpha, small, full, *clock)
         self._since_scan = 0 if rect == full else self._since_scan + 1
         x, y, cw, ch = rect
         alpha, small = run(image if rect == full else image[y : y + ch, x : x + cw])
         if self.enabled:
             self._box = _box(alpha, rect)
             self.rect = self._choose(self._box, w, h, mw, mh)
-        return Framed(alpha, small, rect, runs, *clock)
+        return Framed(alpha, small, rect, *clock)
 
     def _choose(self, box: tuple[float, float, float, float] | None, w: int, h: int,
                 mw: int, mh: int) -> Rect:  # fmt: skip
