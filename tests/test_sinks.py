@@ -52,7 +52,7 @@ def test_file_sink_writes_playable_file(tmp_path: Path, suffix: str) -> None:
     assert np.abs(got[10].astype(int) - want[10].image).mean() < 6
 
 
-def test_file_sink_keeps_ntsc_rate_and_odd_size(tmp_path: Path) -> None:
+def test_file_sink_keeps_ntsc_rate_and_writes_odd_sizes_even(tmp_path: Path) -> None:
     path = tmp_path / "odd.mp4"
     sink = FileSink(path)
     sink.open((95, 63), 30000 / 1001)
@@ -62,7 +62,8 @@ def test_file_sink_keeps_ntsc_rate_and_odd_size(tmp_path: Path) -> None:
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         assert s.average_rate == Fraction(30000, 1001)
-        assert (s.width, s.height) == (95, 63)
+        assert (s.width, s.height) == (94, 62)  # 4:2:0, which every player opens
+        assert s.codec_context.pix_fmt == "yuv420p"
 
 
 def test_file_sink_abort_leaves_nothing(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_file_sink_without_frames_creates_nothing(tmp_path: Path) -> None:
 def test_file_sink_errors(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFormatError, match="unsupported file type"):
         FileSink(tmp_path / "out.gifx")
-    with pytest.raises(SinkError, match="does not exist"):
+    with pytest.raises(InputNotFoundError, match="does not exist"):  # a usage error
         FileSink(tmp_path / "no" / "dir" / "out.mp4").open((64, 64), 25)
     (tmp_path / "d.mp4").mkdir()
     with pytest.raises(SinkError, match="directory"):

@@ -18,6 +18,11 @@ from mattecam.sources.base import Source, fill_size
 
 log = logging.getLogger(__name__)
 
+#: How far short of its announced length a file may end without a warning: in frames for
+#: an exact frame count, and at least this many seconds for a duration.
+SHORT_FRAMES = 2
+SHORT_SECONDS = 1.0
+
 
 def open_container(path: Path) -> Any:
     """Open a media file with PyAV, turning its errors into ones that name the fix."""
@@ -44,6 +49,16 @@ def open_container(path: Path) -> Any:
     return container
 
 
+def announced_duration(container: Any, stream: Any) -> float | None:
+    """Seconds of video the file announces: the stream's duration, else the container's
+    (Matroska and WebM give only the latter); None when it announces neither."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE units
+    return None
+
+
 def to_bgr(vf: Any) -> Image:
     """A decoded PyAV frame as BGR pixels.
 
@@ -65,7 +80,19 @@ class FileSource(Source):
         loop: start again at the end instead of ending.
         size: (width, height) to deliver; frames are scaled to cover it and centre-cropped.
             None keeps the file's size.
+
+    A file that ends before the length its container announces (a truncated download, a
+    damaged copy) is played as far as it goes, with one warning that says so; a decoding
+    error after the first frame ends the input the same way rather than losing the frames
+    already read. :attr:`truncated` then tells the caller, for its end summary.
     """
+
+    #: Frames the container announces: its frame count, else its duration times the frame
+    #: rate (an estimate). None when it announces neither. Set by :meth:`open`.
+    expected_frames: int | None = None
+    #: Whether the input ended early (before its announced length, or at a decoding
+    #: error). Set from the reading thread when the input ends; read it after reading stops.
+    truncated: bool = False
 
     def __init__(
         self,
@@ -86,6 +113,7 @@ class FileSource(Source):
         self._t0 = 0.0
         self._offset = 0.0  # media time added for each loop
         self._last_pts = 0.0
+        self._duration: float | None = None
 
     def open(self) -> None:
         self._container = open_container(self.path)
@@ -94,8 +122,17 @@ class FileSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 30.0
         self.frame_count = int(stream.frames) or None
+        self._duration = announced_duration(self._container, stream)
+        self.expected_frames = self.frame_count
+        if self.expected_frames is None and self._duration is not None:
+            self.expected_frames = round(self._duration * self.fps)
+        self.truncated = False
         self._frames = self._decode()
-        first = next(self._frames, None)
+        try:
+            first = next(self._frames, None)
+        except BaseException:
+            self.close()
+            raise
         if first is None:
             self.close()
             raise UnsupportedFormatError(
@@ -107,21 +144,72 @@ class FileSource(Source):
         log.info("input %s: %dx%d at %.3g fps", self.path, w, h, self.fps)
 
     def _decode(self) -> Iterator[tuple[Image, float | None]]:
+        import av
+
         container = self._container
         stream = container.streams.video[0]
         while True:
-            got = False
+            got = 0
+            end: float | None = None  # media time of the last frame decoded
+            error: Exception | None = None
             try:
                 for vf in container.decode(stream):
-                    got = True
-                    pts = float(vf.time) if vf.time is not None else None
-                    yield to_bgr(vf), pts
-            except Exception as e:  # PyAV raises its own FFmpegError subclasses mid-stream
+                    image = to_bgr(vf)
+                    got += 1
+                    end = float(vf.time) if vf.time is not None else None
+                    yield image, end
+            except av.error.FFmpegError as e:
+                # Cut or damaged data (InvalidDataError mid-stream; FFmpeg cannot tell which):
+                # end here and keep what was read. Raising would make the pipeline abort and
+                # delete an output holding every good frame.
+                if not got:
+                    raise SourceError(f"error decoding {self.path}: {e}") from e
+                error = e
+            except Exception as e:
                 raise SourceError(f"error decoding {self.path}: {e}") from e
+            self._check_length(got, end, error)
             if not (got and self.loop):
                 return
             container.seek(0)
             self._offset = self._last_pts + 1.0 / self.fps
+
+    def _check_length(self, got: int, end: float | None, error: Exception | None) -> None:
+        """At the end of one pass over the file: warn (once) if it ended early.
+
+        Announced lengths of intact files are off by a frame or two (edit lists, rounding),
+        and a container's duration also covers its other streams (audio may run a little
+        longer), hence the slack: a warning on a good file would teach users to ignore it.
+        """
+        stream = self._container.streams.video[0]
+        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        covered = (end - start + 1.0 / self.fps) if end is not None else got / self.fps
+        if error is not None:
+            short = True
+        elif self.frame_count is not None:
+            short = got < self.frame_count - SHORT_FRAMES
+        elif self._duration is not None:
+            short = covered < self._duration - max(SHORT_FRAMES / self.fps, SHORT_SECONDS)
+        else:
+            short = False
+        if not short or self.truncated:
+            return
+        self.truncated = True
+        if self.frame_count is not None:
+            what = f"{got} of {self.frame_count} frames"
+        elif self._duration is not None:
+            what = f"{got} frames ({covered:.1f} of {self._duration:.1f} s)"
+        else:
+            what = f"{got} frames"
+        why = f" (decoding failed: {error})" if error is not None else ""
+        then = "looping over" if self.loop else "the output holds"
+        log.warning(
+            "%s ended after %s%s: the file looks truncated or damaged; %s the %d frames read",
+            self.path,
+            what,
+            why,
+            then,
+            got,
+        )
 
     def read(self) -> Frame | None:
         if self._frames is None:
