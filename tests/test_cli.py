@@ -94,25 +94,31 @@ def test_verbose_prints_status(clip: Path, model_cache: Path) -> None:
     assert "done: 12 frames in, 12 processed, 12 written" in r.stderr
 
 
-BAD_INPUTS = {
-    "missing input": (["-i", "{tmp}/nope.mp4", "-o", "{tmp}/o.mp4"], "does not exist"),
-    "not a video": (["-i", "{tmp}/text.mp4", "-o", "{tmp}/o.mp4"], "not a video"),
-    "zero frames": (["-i", "{tmp}/empty.mp4", "-o", "{tmp}/o.mp4"], "no video"),
-    "missing camera": (["-i", "/dev/video77", "-o", "{tmp}/o.mp4"], "mattecam devices"),
+BAD_INPUTS = {  # case: (arguments, words the message must hold, exit code: 2 usage, 1 failure)
+    "missing input": (["-i", "{tmp}/nope.mp4", "-o", "{tmp}/o.mp4"], "does not exist", 2),
+    "not a video": (["-i", "{tmp}/text.mp4", "-o", "{tmp}/o.mp4"], "not a video", 2),
+    "zero frames": (["-i", "{tmp}/empty.mp4", "-o", "{tmp}/o.mp4"], "no video", 2),
+    "missing camera": (["-i", "/dev/video77", "-o", "{tmp}/o.mp4"], "mattecam devices", 2),
     "missing background": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/bg.jpg"],
-                           "does not exist"),
+                           "does not exist", 2),
     "background not an image": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/text.png"],
-                                "not an image"),
+                                "not an image", 2),
     "missing model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/m.tflite"],
-                      "does not exist"),
+                      "does not exist", 2),
+    "unknown model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "foo"],
+                      "unknown model", 2),
     "corrupt model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/text.tflite"],
-                      "cannot load"),
-    "output dir missing": (["-i", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"], "does not exist"),
-    "output not writable": (["-i", "{clip}", "-o", "/proc/o.mp4"], "writable location"),
-    "output type": (["-i", "{clip}", "-o", "{tmp}/o.txt"], "unknown output"),
-    "no output": (["-i", "{clip}"], "no output"),
-    "bad colour": (["-i", "{clip}", "-o", "null", "-b", "notacolour"], "neither a file"),
-    "bad size": (["-i", "{clip}", "-o", "null", "--width", "3"], "--width"),
+                      "cannot load", 2),
+    "missing config": (["-i", "{clip}", "-o", "null", "--config", "{tmp}/c.toml"],
+                       "does not exist", 2),
+    "output dir missing": (["-i", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"],
+                           "does not exist", 2),
+    "output not writable": (["-i", "{clip}", "-o", "/proc/o.mp4"], "writable location", 1),
+    "output type": (["-i", "{clip}", "-o", "{tmp}/o.txt"], "unknown output", 2),
+    "no output": (["-i", "{clip}"], "no output", 2),
+    "bad colour": (["-i", "{clip}", "-o", "null", "-b", "notacolour"], "neither a file", 2),
+    "bad size": (["-i", "{clip}", "-o", "null", "--width", "3"], "--width", 2),
+    "blur out of range": (["-i", "{clip}", "-o", "null", "--blur", "200"], "--blur", 2),
 }  # fmt: skip
 
 
@@ -130,9 +136,9 @@ def test_bad_input_gives_clear_error(
         s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
         c.start_encoding()
     before = set(tmp_path.iterdir())
-    args, expected = BAD_INPUTS[case]
+    args, expected, code = BAD_INPUTS[case]
     r = run(*(a.format(tmp=tmp_path, clip=clip) for a in args))
-    assert r.returncode != 0
+    assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("mattecam: error:"), r.stderr
     assert expected in r.stderr
@@ -162,7 +168,7 @@ def test_signal_stops_cleanly_and_finalises_the_file(
     time.sleep(1.0)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err
     assert f"{sig.name} received" in err
     frames = read_frames(out)
     assert len(frames) > 10

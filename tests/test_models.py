@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mattecam.errors import InputNotFoundError, ModelError
+from mattecam.errors import ConfigError, InputNotFoundError, ModelError
 from mattecam.segmentation import models
 
 
@@ -69,5 +69,5 @@ def test_explicit_path(landscape_model: Path, tmp_path: Path) -> None:
     assert info is None
     with pytest.raises(InputNotFoundError, match="does not exist"):
         models.resolve(str(tmp_path / "missing.tflite"))
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         models.resolve("portrait")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mattecam.errors import ModelError
+from mattecam.errors import UnsupportedFormatError
 from mattecam.segmentation import LiteRTSegmenter
 from mattecam.segmentation.base import shrink
 
@@ -60,7 +60,7 @@ def test_input_sizes(landscape_model: Path, general_model: Path) -> None:
 def test_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer" * 100)
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(UnsupportedFormatError, match="cannot load"):
         LiteRTSegmenter(bad)
 
 

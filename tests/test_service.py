@@ -56,6 +56,7 @@ def test_unit_text() -> None:
         "/opt/py", "-m", "mattecam", "-o", "/dev/video10", "-b", "my bg.jpg",
     ]  # fmt: skip
     assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    assert "SuccessExitStatus=129 130 143" in text  # a clean stop by signal is no failure
 
 
 def test_install_writes_the_user_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

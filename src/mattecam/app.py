@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mattecam.compositing.backgrounds import make_background
 from mattecam.config import Settings
 from mattecam.configfile import ConfigWatcher, LoadedConfig
+from mattecam.errors import ConfigError
 from mattecam.live import LatestFrameSink, LiveController
 from mattecam.matte import make_refiner
 from mattecam.pipeline import Pipeline
@@ -33,6 +35,7 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
     null; live mode (paced input, newest frame wins, output on its own clock) otherwise.
     ``extra_sinks`` (the control page's frame tap) are added without changing the mode.
     """
+    check_outputs(settings)
     sinks: list[Sink] = [
         make_sink(spec, output_format=settings.output_format) for spec in settings.outputs
     ]
@@ -41,10 +44,19 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
     is_camera = camera_path(settings.input) is not None
     live = is_camera or settings.loop or any(s.live for s in sinks)
     sinks.extend(extra_sinks)
+    fps = settings.fps
+    if not live and fps is not None:
+        # Writing every input frame at another rate would change the video's duration.
+        log.warning(
+            "--fps %g applies to cameras and live outputs; a file made from a file keeps the "
+            "input's frame rate and duration",
+            fps,
+        )
+        fps = None
     source = make_source(
         settings.input,
         size=settings.size,
-        fps=settings.fps,
+        fps=fps,
         loop=settings.loop,
         realtime=live,
         camera_format=settings.camera_format,
@@ -68,9 +80,48 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
         light_wrap=settings.light_wrap,
         crop=settings.crop,
     )
-    return Pipeline(
-        source, processor, sinks, live=live, fps=settings.fps, always_on=settings.always_on
-    )
+    return Pipeline(source, processor, sinks, live=live, fps=fps, always_on=settings.always_on)
+
+
+def check_outputs(settings: Settings) -> None:
+    """Refuse, before anything is opened, an output that would overwrite what the run
+    reads (the input, a background picture or video) or that another output also writes:
+    the same file under any name (``./``, a symlink, a hard link) or the same device.
+
+    Raises:
+        ConfigError: naming both options and the fix.
+    """
+    reads: list[tuple[str, Path]] = [
+        (f"the input (-i {settings.input})",
+         camera_path(settings.input) or Path(settings.input).expanduser()),
+    ]  # fmt: skip
+    background = Path(settings.background.strip()).expanduser()
+    if background.exists():
+        reads.append((f"the background (-b {settings.background})", background))
+    written: list[tuple[str, Path]] = []
+    for spec in settings.outputs:
+        if spec == "null" or spec.startswith("null:") or spec == "auto":
+            continue
+        path = Path(spec).expanduser()
+        for what, other in [*reads, *written]:
+            if _same_file(path, other):
+                if what.startswith("-o"):
+                    raise ConfigError(
+                        f"-o {spec} and {what} are the same file or device; give each output once."
+                    )
+                raise ConfigError(
+                    f"-o {spec} is {what}: writing it would destroy it. Choose another output name."
+                )
+        written.append((f"-o {spec}", path))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same inode when both exist, else the same
+    absolute path with symlinks resolved."""
+    try:
+        return a.samefile(b)
+    except OSError:  # one does not exist (yet)
+        return a.resolve() == b.resolve()
 
 
 class LiveSession:

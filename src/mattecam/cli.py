@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING, TextIO
 
 from mattecam import __version__
 from mattecam.config import Settings
-from mattecam.errors import ConfigError, MattecamError
+from mattecam.errors import ConfigError, MattecamError, ModelError
 from mattecam.matte import REFINERS
+
+if TYPE_CHECKING:
+    from mattecam.pipeline import Pipeline
 
 log = logging.getLogger("mattecam")
 
@@ -48,6 +52,16 @@ Other commands (each has --help):
   mattecam doctor                                 check the driver, permissions, cameras,
                                                   models, and print the fix for each problem
   mattecam install-service [-- OPTIONS]           start mattecam at login (systemd user unit)
+
+Stopping: Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stop cleanly: every file output
+gets the frames written so far and is finalised, the camera and virtual camera are
+released. Pressing Ctrl-C twice changes nothing; three times gives up at once, deleting
+unfinished files. A file output is never left half-written: it is complete or absent.
+
+Exit status: 0 done; 1 a failure while setting up or running (a busy camera, a full disk,
+a corrupt model); 2 a usage error (an invalid option or config value, an unknown name, a
+file or device that does not exist or is not what it should be); 128+N stopped by signal
+N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after finishing the outputs.
 """
 
 SUBCOMMANDS = ("models", "eval", "bench", "devices", "ctl", "doctor", "install-service")
@@ -100,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--height", type=int, metavar="PIXELS", help="output height (see --width).")
     io.add_argument(
         "--fps", type=float,
-        help="frame rate to ask of the camera and to write live outputs at "
-        "(default: the input's).",
+        help="frame rate to ask of the camera and to write live outputs at (default: the "
+        "input's); a file made from a video file keeps the input's rate and duration.",
     )  # fmt: skip
     io.add_argument(
         "--camera-format", choices=("auto", "mjpeg", "yuyv"), default="auto",
@@ -325,7 +339,24 @@ def setup_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mattecam`` script; returns the exit code."""
+    """Entry point of the ``mattecam`` script; returns the exit code.
+
+    Messages go to stderr through a :class:`_SafeStream`: a closed pipe (``| head``), a
+    terminal that hung up or a closed stderr (``2>&-``) silences them instead of stopping
+    the run.
+    """
+    _reopen_closed_std_fds()
+    stderr = sys.stderr
+    safe = _SafeStream(stderr)
+    sys.stderr = safe
+    try:
+        return _main(argv)
+    finally:
+        if not safe.failed:
+            sys.stderr = stderr  # else keep the wrapper: the real stream is gone
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
         command = {
@@ -360,9 +391,12 @@ def _guarded(fn: Callable[[], int], *, verbose: int) -> int:
             log.exception("error")
         print(f"mattecam: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("mattecam: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # Raised by StopOnSignals (with the signal's name) before anything was opened.
+        name = str(e.args[0]) if e.args and str(e.args[0]) in signal.Signals.__members__ else ""
+        signum = signal.Signals[name] if name else signal.SIGINT
+        print(f"mattecam: stopped by {signum.name} before starting", file=sys.stderr)
+        return 128 + signum
     except Exception as e:
         if verbose:
             log.exception("unexpected error")
@@ -392,17 +426,20 @@ def explicit_settings(argv: Sequence[str]) -> dict[str, object]:
 def run_main(argv: list[str]) -> int:
     """``mattecam [options]``: run the pipeline until the input ends or the user stops it."""
     from mattecam import configfile
+    from mattecam.signals import StopOnSignals
 
     ns = build_parser().parse_args(argv)
     setup_logging(ns.verbose)
-    config = configfile.load(explicit_settings(argv), ns.config)
-    from mattecam.app import LiveSession
+    with StopOnSignals() as signals:
+        config = configfile.load(explicit_settings(argv), ns.config)
+        from mattecam.app import LiveSession
 
-    with LiveSession(config.settings, config=config) as session:
-        if session.control_url:
-            print(f"mattecam: control page: {session.control_url}", file=sys.stderr)
-        with _stop_on_signals(session.pipeline.stop):
-            metrics = session.pipeline.run(
+        with LiveSession(config.settings, config=config) as session:
+            pipeline = session.pipeline
+            if session.control_url:
+                print(f"mattecam: control page: {session.control_url}", file=sys.stderr)
+            signals.attach(pipeline.stop, pipeline.discard_unfinished)
+            metrics = pipeline.run(
                 status_interval=2.0 if ns.verbose else None,
                 on_status=lambda line: print(f"mattecam: {line}", file=sys.stderr),
             )
@@ -412,37 +449,74 @@ def run_main(argv: list[str]) -> int:
             f"{metrics.written} written",
             file=sys.stderr,
         )
-    return 0
+    if signals.exit_code is None:
+        return 0
+    print(f"mattecam: stopped by {signals.name}: {_written_summary(pipeline)}", file=sys.stderr)
+    return signals.exit_code
 
 
-class _stop_on_signals:  # noqa: N801 - used like a function
-    """While active, SIGINT and SIGTERM call ``stop`` (a clean shutdown) instead of killing.
+def _written_summary(pipeline: Pipeline) -> str:
+    """What a stopped run left behind, for the user: each file and its frame count."""
+    from mattecam.sinks import FileSink
 
-    A second SIGINT during shutdown raises KeyboardInterrupt, for a user who cannot wait.
-    Only the main thread may install signal handlers; elsewhere this does nothing.
-    """
+    expected = getattr(pipeline.source, "expected_frames", None)
+    of = f" of {expected}" if expected and not pipeline.live else ""
+    parts = []
+    for sink in pipeline.sinks:
+        if isinstance(sink, FileSink):
+            n = sink.frames_written
+            parts.append(
+                f"{sink.path} holds the {n}{of} frames written (complete)"
+                if n
+                else f"no frames were written, so {sink.path} was not created"
+            )
+    return "; ".join(parts) or f"{pipeline.metrics.written} frames were written"
 
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self._stop = stop
-        self._old: dict[int, object] = {}
-        self._count = 0
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self._count += 1
-        if signum == signal.SIGINT and self._count > 1:
-            raise KeyboardInterrupt
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        self._stop()
+class _SafeStream(io.TextIOBase):
+    """A text stream over another that never raises: after the first failed write or
+    flush (EPIPE from a closed pipe, EIO from a hung-up terminal, a closed stream) it
+    discards everything. Logging must never stop the video."""
 
-    def __enter__(self) -> _stop_on_signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self.failed = stream is None
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
+    def write(self, text: str) -> int:
+        if not self.failed and self._stream is not None:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):  # ValueError: the stream was closed
+                self.failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed and self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.failed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 2 if self._stream is None else self._stream.fileno()
+
+
+def _reopen_closed_std_fds() -> None:
+    """Give a closed stdin, stdout or stderr (``2>&-``) /dev/null: otherwise the next file
+    opened (an output file, the virtual camera) would get its number, and native libraries
+    printing to fd 2 would write into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def run_models(argv: list[str]) -> int:
@@ -472,7 +546,7 @@ def run_models(argv: list[str]) -> int:
         w, h = info.input_size
         print(f"{info.name:10} {w}x{h}  {state}\n           {info.description}")
     if bad:
-        raise ConfigError(f"{bad} model(s) missing or corrupt; run `mattecam models fetch`.")
+        raise ModelError(f"{bad} model(s) missing or corrupt; run `mattecam models fetch`.")
     return 0
 
 

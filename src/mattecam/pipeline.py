@@ -6,12 +6,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 
 import cv2
 
 from mattecam.compositing.blend import cover_fit
-from mattecam.errors import MattecamError
+from mattecam.errors import MattecamError, PipelineStuckError
 from mattecam.frame import Frame, Image
 from mattecam.metrics import Metrics
 from mattecam.process import FrameProcessor
@@ -74,6 +73,7 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self._in: Slot[Frame] = Slot(lossless=not live)
         self._out: Slot[Frame] = Slot(lossless=not live)
+        self._threads: list[threading.Thread] = []
 
     @property
     def fps(self) -> float:
@@ -88,56 +88,124 @@ class Pipeline:
     ) -> Metrics:
         """Open everything, run to the end (or until :attr:`stop_event`), close everything.
 
+        Shutdown order: the threads are asked to stop and joined; then each resource is
+        released only once the one thread that uses it has ended: the sinks after
+        ``output``, the source after ``capture``, the processor (model) after ``process``.
+        A thread still running after :data:`JOIN_TIMEOUT` (stuck in a driver call, say)
+        keeps its resources: they are left to the process's exit, never closed under it,
+        and :meth:`run` raises :class:`PipelineStuckError`.
+
         Sinks are closed (files finalised) on a normal end or a stop request, and aborted
-        (partial files removed) when an error occurred.
+        (partial files removed) when an error occurred. Each sink is closed on its own: one
+        that fails while finishing (a full disk) does not stop the others from finishing.
+        A stop requested before :meth:`run` opens nothing.
         """
+        if self.stop_event.is_set():
+            self.processor.close()
+            return self.metrics
         # One thread per stage: OpenCV's own worker pool would compete with the other stages
         # for the same cores and gets slower, not faster, when they are busy.
         cv2.setNumThreads(1)
-        with ExitStack() as stack:
-            stack.callback(self.processor.close)  # closed last, whatever fails below
+        opened: list[Sink] = []
+        source_open = False
+        failed = True
+        try:
             self.source.open()
-            stack.callback(self.source.close)
+            source_open = True
             log.info("input: %s", self.source.describe())
             for sink in self.sinks:
                 sink.open(self.source.size, self.fps)
-                stack.push(sink)  # Sink.__exit__ closes or aborts
+                opened.append(sink)
                 log.info("output: %s", sink.describe())
             if self.live and any(s.wants_placeholder for s in self.sinks):
                 self._placeholder = Frame(placeholder(*self.source.size), -1, time.monotonic())
             self._run_threads(status_interval, on_status)
-            if self._errors:
-                raise self._errors[0]
+            failed = bool(self._errors)
+        except KeyboardInterrupt:
+            failed = bool(self._errors)  # the user's stop: files get the frames so far
+            raise
+        finally:
+            stuck = self._stop_threads()  # again: an interrupt may have cut the first short
+            self._release(opened, source_open=source_open, failed=failed or bool(stuck),
+                          stuck=stuck)  # fmt: skip
+        if stuck:
+            raise PipelineStuckError(
+                f"the {' and '.join(sorted(stuck))} thread(s) did not stop within "
+                f"{JOIN_TIMEOUT:.0f} s (a device or driver call that never returns?); what "
+                "they use was left open for the process's exit to release."
+            )
+        if self._errors:
+            raise self._errors[0]
         return self.metrics
+
+    def _release(
+        self, opened: list[Sink], *, source_open: bool, failed: bool, stuck: set[str]
+    ) -> None:
+        """Close what :meth:`run` opened, in reverse order of opening, skipping what a stuck
+        thread may still use; the first error is raised after everything was tried."""
+        errors: list[BaseException] = []
+
+        def attempt(fn: Callable[[], None]) -> None:
+            try:
+                fn()
+            except BaseException as e:  # a KeyboardInterrupt too: release the rest first
+                errors.append(e)
+
+        if "output" not in stuck:
+            for sink in reversed(opened):
+                attempt(sink.abort if failed else sink.close)
+        if source_open and "capture" not in stuck:
+            attempt(self.source.close)
+        if "process" not in stuck:
+            attempt(self.processor.close)
+        if errors:
+            if len(errors) > 1:
+                for e in errors[1:]:
+                    log.error("also failed while closing: %s", e)
+            raise errors[0]
+
+    def discard_unfinished(self) -> None:
+        """Delete every sink's unfinished output file now. Signal-safe: it only unlinks
+        files (see :meth:`Sink.discard_unfinished`); for a process about to exit at once."""
+        for sink in self.sinks:
+            sink.discard_unfinished()
 
     def _run_threads(
         self, status_interval: float | None, on_status: Callable[[str], None] | None
     ) -> None:
-        threads = [
+        self._threads = [
             threading.Thread(target=self._guard(self._capture), name="capture", daemon=True),
             threading.Thread(target=self._guard(self._process), name="process", daemon=True),
             threading.Thread(target=self._guard(self._output), name="output", daemon=True),
         ]
         self.metrics.started = time.monotonic()
-        for t in threads:
+        for t in self._threads:
             t.start()
         prev = self.metrics.snapshot()
         next_status = time.monotonic() + (status_interval or 0)
         try:
-            while any(t.is_alive() for t in threads):
-                threads[-1].join(POLL)
+            # Until every thread ended, or a stop was asked for: then each gets a bounded join.
+            while any(t.is_alive() for t in self._threads) and not self.stop_event.is_set():
+                self._threads[-1].join(POLL)
                 if status_interval and on_status and time.monotonic() >= next_status:
                     on_status(self.metrics.status_line(prev))
                     prev = self.metrics.snapshot()
                     next_status += status_interval
         finally:
-            self.stop_event.set()
-            self._in.close()
-            self._out.close()
-            for t in threads:
+            self._stop_threads()
+
+    def _stop_threads(self) -> set[str]:
+        """Ask every thread to stop and join each (at most :data:`JOIN_TIMEOUT`); the names
+        of those still alive. Idempotent."""
+        self.stop_event.set()
+        self._in.close()
+        self._out.close()
+        for t in self._threads:
+            if t.is_alive():
                 t.join(JOIN_TIMEOUT)
                 if t.is_alive():
-                    log.warning("thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT)
+                    log.error("thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT)
+        return {t.name for t in self._threads if t.is_alive()}
 
     def pause(self, image: Image | None) -> None:
         """Send ``image`` (a still, a "be right back" card; scaled to cover the output) to

@@ -56,6 +56,8 @@ Type=simple
 ExecStart={" ".join(quote(a) for a in command)}
 Restart=on-failure
 RestartSec=5
+# A stop by signal exits 128+N after finishing cleanly (143: systemctl stop's SIGTERM).
+SuccessExitStatus=129 130 143
 Environment=PYTHONUNBUFFERED=1
 
 [Install]

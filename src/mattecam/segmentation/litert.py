@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mattecam.errors import ModelError
+from mattecam.errors import ModelError, UnsupportedFormatError
 from mattecam.segmentation.base import Alpha, Segmenter
 
 log = logging.getLogger(__name__)
@@ -43,17 +43,19 @@ class LiteRTSegmenter(Segmenter):
                 self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ModelError(
+            raise UnsupportedFormatError(
                 f"cannot load {path} as a TFLite segmentation model ({e}). Use a MediaPipe "
                 "selfie segmentation .tflite file, or `mattecam models verify`."
             ) from e
         inp = self._interp.get_input_details()
         out = self._interp.get_output_details()
         if len(inp) != 1 or len(out) != 1:
-            raise ModelError(f"{path}: expected one input and one output tensor")
+            raise UnsupportedFormatError(f"{path}: expected one input and one output tensor")
         shape = tuple(int(x) for x in inp[0]["shape"])
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or inp[0]["dtype"] != np.float32:
-            raise ModelError(f"{path}: expected a float32 input of shape (1, h, w, 3), got {shape}")
+            raise UnsupportedFormatError(
+                f"{path}: expected a float32 input of shape (1, h, w, 3), got {shape}"
+            )
         self.input_size = (shape[2], shape[1])
         self._in_index = int(inp[0]["index"])
         self._out_index = int(out[0]["index"])
@@ -78,8 +80,13 @@ def _native_stderr_silenced(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # stderr closed or gone: nothing to protect, and logging must not fail
+        yield
+        return
     try:
         with Path(os.devnull).open("wb") as devnull:
             os.dup2(devnull.fileno(), 2)

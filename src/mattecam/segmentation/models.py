@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mattecam.errors import InputNotFoundError, ModelError
+from mattecam.errors import ConfigError, InputNotFoundError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def resolve(model: str, *, auto_fetch: bool = True) -> tuple[Path, ModelInfo | N
     if info is None:
         path = Path(model).expanduser()
         if path.suffix != ".tflite" and not path.exists():
-            raise ModelError(
+            raise ConfigError(
                 f"unknown model {model!r}: use one of {', '.join(MODELS)} or a path to a "
                 ".tflite file."
             )

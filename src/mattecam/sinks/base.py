@@ -49,6 +49,13 @@ class Sink(ABC):
         """Release after an error, removing anything half-written. Idempotent."""
         self.close()
 
+    def discard_unfinished(self) -> None:
+        """Delete the unfinished output, if any, at once: called from a signal handler just
+        before the process ends (the user gave up waiting), possibly while another method
+        of this sink runs on the same thread. Only unlinking a file is safe there; sinks
+        without files do nothing."""
+        return
+
     def describe(self) -> str:
         """One line for logs."""
         return type(self).__name__
