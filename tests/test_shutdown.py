@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import read_frames, write_clip
@@ -247,6 +248,48 @@ def test_an_output_failing_to_finish_leaves_the_others_complete(
     with pytest.raises(SinkError, match="No space left"):
         p.run()
     assert len(read_frames(tmp_path / "good.mp4")) == 12
+    assert hidden(tmp_path) == []
+
+
+def run_with_small_disk(disk: Path, size: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run mattecam with a ``size`` tmpfs mounted on ``disk`` (in a private mount namespace
+    when not root); skip when this machine allows neither."""
+    mount = f"mount -t tmpfs -o size={size} tmpfs {disk}"
+    prefix = [] if os.geteuid() == 0 else ["unshare", "-rm"]
+    probe = subprocess.run(
+        [*prefix, "unshare", "-m", "sh", "-c", f"{mount} && umount {disk}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.strip()}")
+    cmd = " ".join(f"'{a}'" for a in [*MATTECAM, *args])
+    return subprocess.run(
+        [*prefix, "unshare", "-m", "sh", "-c", f"{mount} && exec {cmd}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("order", ["good first", "full first"])
+def test_a_full_disk_for_one_output_spares_the_other(
+    tmp_path: Path, model_cache: Path, order: str
+) -> None:
+    """Real ENOSPC: the ~10 KB output of a short clip stays in the encoder's and the
+    writer's buffers until the end, so the output on the 4 KiB disk fails while finishing;
+    the output on the roomy disk stays complete."""
+    rng = np.random.default_rng(1)
+
+    def noise(i: int, img: np.ndarray) -> None:
+        img[40:64, 40:64] = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+
+    clip = write_clip(tmp_path / "noisy.mp4", n=24, draw=noise)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    good, full = tmp_path / "good.mp4", disk / "full.mp4"
+    outputs = [str(good), str(full)] if order == "good first" else [str(full), str(good)]
+    r = run_with_small_disk(disk, "4k", "-i", str(clip), "-o", outputs[0], "-o", outputs[1])
+    assert r.returncode == 1, r.stderr
+    assert "No space left" in r.stderr and "Traceback" not in r.stderr
+    assert len(read_frames(good)) == 24
     assert hidden(tmp_path) == []
 
 
