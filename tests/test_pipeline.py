@@ -292,7 +292,7 @@ def test_always_on_ignores_viewers(tmp_path: Path, processor: FrameProcessor) ->
 def test_live_change_of_background_does_not_interrupt_output(
     tmp_path: Path, processor: FrameProcessor
 ) -> None:
-    """Swap the background mid-run: the output keeps its cadence (no gap longer than two
+    """Swap the background mid-run: the output keeps its cadence (no gap longer than four
     frame intervals) and frames after the swap show the new colour."""
     clip = write_clip(tmp_path / "c.mp4", n=24, fps=30)
     colours: list[tuple[float, int]] = []
@@ -314,7 +314,10 @@ def test_live_change_of_background_does_not_interrupt_output(
     threading.Timer(1.5, p.stop).start()
     p.run()
     times = np.array(sink.times)
-    assert np.diff(times).max() < 2 / 30
+    # The cadence itself is pinned exactly with a fake clock (test_outclock.py); here the
+    # output must just never stall. An output waiting for a swap (a model load) or a pause
+    # stalls for hundreds of milliseconds, a busy scheduler for a few tens.
+    assert np.diff(times).max() < 4 / 30
     before = [c for t, c in colours if t < swap_at[0]]
     after = [c for t, c in colours if t > swap_at[0] + 0.2]
     assert before and after
@@ -361,7 +364,7 @@ def test_pause_sends_a_still_then_resumes(tmp_path: Path, processor: FrameProces
     assert len(paused) >= 15  # ~0.7 s of stills at 30 fps
     assert seqs[paused[-1] + 1 :].max() >= 0  # live again afterwards
     assert processed[0] == processed[1]  # nothing processed while paused
-    assert np.diff(np.array(sink.times)).max() < 2 / 30
+    assert np.diff(np.array(sink.times)).max() < 4 / 30  # never stalls (see above)
 
 
 def test_crop_switches_at_the_next_frame_and_resets_temporal_state(

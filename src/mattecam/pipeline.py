@@ -13,6 +13,7 @@ from mattecam.compositing.blend import cover_fit
 from mattecam.errors import MattecamError, PipelineStuckError
 from mattecam.frame import Frame, Image
 from mattecam.metrics import Metrics
+from mattecam.outclock import OutputClock
 from mattecam.process import FrameProcessor
 from mattecam.sinks.base import Sink
 from mattecam.sinks.placeholder import placeholder
@@ -310,12 +311,8 @@ class Pipeline:
                 if frame is not None:
                     self._write(frame, repeat=False)
             return
-        period = 1.0 / self.fps
-        min_gap = 0.5 * period  # not much faster than the frame rate, yet no added latency
-        grace = 1.25 * period  # how long without a new frame before the last one is repeated
-        last: Frame | None = None
-        last_write = float("-inf")
-        gap = period  # grace after a new frame, one period between repeats
+        clock = OutputClock(1.0 / self.fps)
+        last: Frame | None = None  # the frame to repeat; None: the placeholder, if any
         while not self.stop_event.is_set():
             if self._update_idle():
                 last = None  # after a pause, show the placeholder, not a stale picture
@@ -323,29 +320,28 @@ class Pipeline:
             pause = self._pause_frame
             if pause is not None:
                 self._out.get(timeout=0)  # a frame finished just before the pause: drop it
-                wait = last_write + period - now
-                if wait > 0:
+                if wait := clock.until_pause(now):
                     self.stop_event.wait(min(wait, POLL))
                 else:
-                    last_write, gap = max(last_write + period, now - period), period
+                    clock.wrote_pause(now)
                     self._write(pause, repeat=True)
                 last = None  # on resume, fill with the placeholder until a fresh frame
                 continue
             has_fill = last is not None or self._placeholder is not None
-            deadline = last_write + gap if has_fill else now + POLL
-            frame = self._out.get(timeout=min(max(deadline - now, 0.0), POLL))
+            wait = clock.until_repeat(now) if has_fill else POLL
+            frame = self._out.get(timeout=min(wait, POLL))
             now = time.monotonic()
             if frame is not None and not self.idle.is_set():
-                wait = last_write + min_gap - now
-                if wait > 0:
-                    self.stop_event.wait(wait)
-                    frame = self._out.get(timeout=0) or frame
+                if hold := clock.hold(now):
+                    self.stop_event.wait(hold)
+                    frame = self._out.get(timeout=0) or frame  # a newer one supersedes it
                     now = time.monotonic()
-                last, last_write, gap = frame, now, grace
+                last = frame
+                clock.wrote_new(now)
                 self._write(frame, repeat=False)
-            elif has_fill and now >= deadline:
+            elif has_fill and clock.until_repeat(now) == 0:
                 # Processing is late (or paused): keep consumers fed, on cadence.
-                last_write, gap = max(deadline, now - period), period
+                clock.wrote_repeat(now)
                 if last is not None:
                     self._write(last, repeat=True)
                 elif self._placeholder is not None:
