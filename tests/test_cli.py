@@ -70,22 +70,67 @@ def test_end_to_end_on_a_real_clip(tmp_path: Path, shared_data: Path, model_cach
     assert fg_ok / fg_n >= 0.5
 
 
+def _textured_clip(path: Path) -> Path:
+    """The usual synthetic clip (no person) with a grey checkerboard over its bottom 36 rows, so
+    a blur visibly changes it; luma-only, so 4:2:0 chroma keeps it intact for 'none'."""
+
+    def draw(i: int, img: np.ndarray) -> None:
+        yy, xx = np.mgrid[60:96, 0:160]
+        img[60:] = np.where((((yy // 8) + (xx // 8)) % 2)[..., None] == 1, 170, 40)
+
+    return write_clip(path, draw=draw)
+
+
 @pytest.mark.parametrize("background", ["blur", "none", "#3366ff", "image", "video"])
-def test_every_background_kind_runs(
-    tmp_path: Path, clip: Path, background: str, model_cache: Path
-) -> None:
+def test_every_background_kind_runs(tmp_path: Path, background: str, model_cache: Path) -> None:
+    """Each kind of ``-b`` shows up in the output. The clip holds no person, so the model
+    leaves (nearly) the whole frame to the background; the default (green) matches none."""
+    from mattecam.compositing.blend import cover_fit
+
+    clip = _textured_clip(tmp_path / "clip.mp4")
+    yy, xx = np.mgrid[0:60, 0:60]
+    picture = np.dstack([np.full((60, 60), 200), 20 + 3 * yy, 30 + 3 * xx]).astype(np.uint8)
+    video_colors = [(60 * i, 200, 220 - 50 * i) for i in range(4)]  # BGR, one per frame
+    arg = background
     if background == "image":
-        background = str(tmp_path / "bg.jpg")
-        cv2.imwrite(background, np.full((50, 80, 3), (200, 10, 10), np.uint8))
+        arg = str(tmp_path / "bg.png")  # lossless, so the gradient is compared exactly
+        cv2.imwrite(arg, picture)
     elif background == "video":
-        background = str(write_clip(tmp_path / "bg.mp4", n=4))
+
+        def flat(i: int, img: np.ndarray) -> None:
+            img[:] = video_colors[i]
+
+        arg = str(write_clip(tmp_path / "bg.mp4", n=4, draw=flat))
     out = tmp_path / "out.mkv"
-    r = run("-i", str(clip), "-o", str(out), "-b", background, "--width", "128", "--height",
-            "72", "--model", "general", "--mirror")  # fmt: skip
+    r = run("-i", str(clip), "-o", str(out), "-b", arg, "--width", "128", "--height", "72",
+            "--model", "general", "--mirror")  # fmt: skip
     assert r.returncode == 0, r.stderr
     frames = read_frames(out)
     assert len(frames) == 12
     assert frames[0].shape == (72, 128, 3)
+    # The camera picture as the pipeline sees it: covered to 128x72, then mirrored.
+    inputs = [cv2.flip(cover_fit(f, 128, 72), 1) for f in read_frames(clip)]
+
+    def close_to(got: np.ndarray, want: np.ndarray) -> None:
+        """Nearly every pixel within codec noise (H.264 at crf 20) of ``want``."""
+        err = np.abs(got.astype(int) - want.astype(int)).max(axis=-1)
+        assert err.mean() < 6 and np.mean(err <= 12) >= 0.95, (err.mean(), np.mean(err <= 12))
+
+    for i, (got, seen) in enumerate(zip(frames, inputs, strict=True)):
+        if background == "none":
+            close_to(got, seen)
+        elif background == "#3366ff":
+            close_to(got, np.array([255, 102, 51]))
+        elif background == "image":  # covered, not stretched: 60x60 to 128x128, then cropped
+            close_to(got, cv2.resize(picture, (128, 128))[28:100])
+        elif background == "video":  # one video frame per output frame, looping
+            close_to(got, np.array(video_colors[i % 4]))
+        else:  # blur: the room's own colours, smoothed: not the input, not a flat colour
+            board, board_in = got[50:68].astype(float), seen[50:68].astype(float)
+            assert np.abs(board - board_in).mean() > 10, i
+            assert board.std() < 0.5 * board_in.std(), (board.std(), board_in.std())
+            assert np.abs(board.mean(axis=(0, 1)) - board_in.mean(axis=(0, 1))).max() < 10
+            assert np.abs(np.median(got[10:20], axis=(0, 1)) - 90).max() <= 10  # plain wall
 
 
 def test_verbose_prints_status(clip: Path, model_cache: Path) -> None:

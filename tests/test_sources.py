@@ -135,7 +135,20 @@ def test_fill_size() -> None:
 
 
 def test_write_clip_roundtrip(tmp_path: Path) -> None:
-    """The synthetic clip helper itself produces what the tests above assume."""
-    c = write_clip(tmp_path / "x.mp4", n=5)
+    """The synthetic clip helper itself produces what the tests above assume: n frames in
+    order, frame i numbered i * 40 mod 256 in its top-left 8x8 block, its square at x = 4i."""
+    n = 8  # enough for the number to wrap past 255, as it does in the 12-frame clip
+    c = write_clip(tmp_path / "x.mp4", n=n)
     with av.open(str(c)) as f:
-        assert sum(1 for _ in f.decode(video=0)) == 5
+        decoded = [(vf.pts, vf.to_ndarray(format="bgr24")) for vf in f.decode(video=0)]
+    assert len(decoded) == n
+    pts = [p for p, _ in decoded]
+    assert pts == sorted(set(pts)), pts
+    for i, (_, img) in enumerate(decoded):
+        # Lossless H.264 (qp 0) of yuv420p: only the BGR <-> YUV rounding is lost.
+        block = img[:8, :8].astype(int)
+        assert np.abs(block - i * 40 % 256).max() <= 4, (i, block.min(), block.max())
+        assert np.abs(img[8:16, :16].astype(int) - 90).max() <= 4, i  # the grey wall
+        assert np.abs(img[:8, 8:16].astype(int) - 90).max() <= 4, i
+        red = np.flatnonzero(img[96 // 3 + 10, :, 2] > 180)  # the square: BGR (40, 200, 230)
+        assert red.tolist() == list(range(4 * i, 4 * i + 20)), (i, red)

@@ -86,8 +86,9 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    """Peak resident memory of this process so far, MB (10^6 bytes, like :func:`rss_mb`;
+    Linux gives ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def synthetic_frame(size: tuple[int, int], i: int, base: Image) -> Image:
