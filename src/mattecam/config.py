@@ -8,9 +8,13 @@ from mattecam.errors import ConfigError
 from mattecam.matte import REFINERS
 from mattecam.sinks.convert import FORMATS as OUTPUT_FORMATS
 from mattecam.sources.camera import CAMERA_FORMATS
+from mattecam.specs import BackgroundSpec, InputSpec, OutputSpec
 
 #: Default port of the control page (``--control-port``); 0 lets the system pick a free one.
 CONTROL_PORT = 8765
+#: ``-i 0`` and ``-b green``.
+DEFAULT_INPUT = InputSpec.parse("0")
+DEFAULT_BACKGROUND = BackgroundSpec.parse("green")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -19,12 +23,16 @@ class Settings:
 
     Sizes are in pixels, ``fps`` in frames per second, ``blur_strength`` is the Gaussian sigma
     in pixels at 720p height (scaled with the frame).
+
+    ``input``, ``outputs`` and ``background`` may be given as the text a user writes (a
+    flag, a config file value); they are parsed here, once, into
+    :mod:`~mattecam.specs` values, which is what every stage receives.
     """
 
-    input: str = "0"
-    outputs: tuple[str, ...] = ()
+    input: InputSpec = DEFAULT_INPUT
+    outputs: tuple[OutputSpec, ...] = ()
     preview: bool = False
-    background: str = "green"
+    background: BackgroundSpec = DEFAULT_BACKGROUND
     blur_strength: float = 12.0
     width: int | None = None
     height: int | None = None
@@ -46,6 +54,7 @@ class Settings:
     control_port: int = CONTROL_PORT
 
     def __post_init__(self) -> None:
+        self._parse_specs()
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and not 16 <= value <= 7680:
@@ -87,6 +96,18 @@ class Settings:
                 "-o FILE.mp4 (a video file), -o null (discard, for measuring), and/or "
                 "--preview (a window)."
             )
+
+    def _parse_specs(self) -> None:
+        """Text given for a spec field becomes its spec (the frozen fields are set once,
+        here, before anyone sees the object)."""
+        if not isinstance(self.input, InputSpec):
+            object.__setattr__(self, "input", InputSpec.parse(self.input))
+        if not isinstance(self.background, BackgroundSpec):
+            object.__setattr__(self, "background", BackgroundSpec.parse(self.background))
+        outputs = tuple(
+            o if isinstance(o, OutputSpec) else OutputSpec.parse(o) for o in self.outputs
+        )
+        object.__setattr__(self, "outputs", outputs)
 
     @property
     def size(self) -> tuple[int, int] | None:

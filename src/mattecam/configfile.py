@@ -16,6 +16,7 @@ from typing import Any
 
 from mattecam.config import Settings
 from mattecam.errors import ConfigError, InputNotFoundError
+from mattecam.specs import BackgroundSpec, InputSpec, OutputSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 #: A config file larger than this is refused (it is a few lines of settings).
 MAX_BYTES = 256 * 1024
+
+#: The spec types a setting may hold, each with the parser of its text.
+SPECS: dict[Any, Callable[[str], object]] = {
+    InputSpec: InputSpec.parse,
+    OutputSpec: OutputSpec.parse,
+    BackgroundSpec: BackgroundSpec.parse,
+}
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
 """Every key the file may hold: exactly the :class:`~mattecam.config.Settings` fields."""
@@ -53,7 +61,7 @@ def _describe(hint: Any) -> str:
         return "a whole number"
     if hint is float:
         return "a number"
-    if hint is str:
+    if hint is str or hint in SPECS:
         return "a string in quotes"
     if typing.get_origin(hint) is tuple:
         return 'a list of strings, like ["auto"]'
@@ -74,10 +82,11 @@ def _convert(hint: Any, value: object) -> object:
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if hint is str and isinstance(value, str):
-        return value
+    if (hint is str or hint in SPECS) and isinstance(value, str):
+        return SPECS.get(hint, str)(value)
     if origin is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
+        (item, *_) = typing.get_args(hint)
+        return tuple(SPECS[item](v) if item in SPECS else v for v in value)
     raise TypeError
 
 
@@ -101,6 +110,8 @@ def check_value(key: str, value: object, *, where: str = "") -> object:
         raise ConfigError(f"{prefix}unknown key {key!r}{hint}")
     try:
         return _convert(hints[key], value)
+    except ConfigError as e:  # a spec's own message, e.g. "not a colour"
+        raise ConfigError(f"{prefix}{key}: {e}") from None
     except TypeError:
         raise ConfigError(
             f"{prefix}{key} must be {_describe(hints[key])}, got {value!r}."

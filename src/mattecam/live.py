@@ -183,9 +183,7 @@ class LiveController:
         segmenter: Segmenter | None = None
         refiner: Refiner | None = None
         with ExitStack() as undo:  # closes what was built if a later build fails
-            if "background" in keys or (
-                "blur_strength" in keys and new.background.strip().lower() == "blur"
-            ):
+            if "background" in keys or ("blur_strength" in keys and new.background.kind == "blur"):
                 background = make_background(new.background, blur_strength=new.blur_strength)
                 undo.callback(background.close)
             if keys & {"model", "threads"}:

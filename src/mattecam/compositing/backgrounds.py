@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +16,9 @@ from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatEr
 from mattecam.frame import Image
 from mattecam.matte.base import Matte
 from mattecam.segmentation.base import shrink
+from mattecam.specs import NAMED_COLORS, VIDEO_SUFFIXES, BackgroundSpec, parse_color
 
 log = logging.getLogger(__name__)
-
-NAMED_COLORS: dict[str, tuple[int, int, int]] = {  # RGB
-    "green": (0, 255, 0),
-    "blue": (0, 0, 255),
-    "red": (255, 0, 0),
-    "black": (0, 0, 0),
-    "white": (255, 255, 255),
-    "gray": (128, 128, 128),
-    "grey": (128, 128, 128),
-    "magenta": (255, 0, 255),
-}
-
-
-def parse_color(text: str) -> tuple[int, int, int]:
-    """``green``, ``#00ff00``, ``00ff00`` or ``0,255,0`` (RGB) -> a BGR triple.
-
-    Raises:
-        ConfigError: not a colour.
-    """
-    t = text.strip().lower()
-    rgb: tuple[int, ...] | None = None
-    if t in NAMED_COLORS:
-        rgb = NAMED_COLORS[t]
-    elif m := re.fullmatch(r"#?([0-9a-f]{6})", t):
-        rgb = tuple(int(m.group(1)[i : i + 2], 16) for i in (0, 2, 4))
-    elif re.fullmatch(r"\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}", t):
-        rgb = tuple(int(v) for v in t.split(","))
-    if rgb is None or any(v > 255 for v in rgb):
-        raise ConfigError(
-            f"{text!r} is not a colour: use a name ({', '.join(NAMED_COLORS)}), #RRGGBB or R,G,B."
-        )
-    r, g, b = rgb
-    return b, g, r
 
 
 class Background(ABC):
@@ -213,27 +180,58 @@ class VideoBackground(Background):
             self._container = None
 
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".gif"}
+def _video(spec: BackgroundSpec, strength: float) -> Background:
+    assert spec.path is not None
+    if not spec.path.is_file():
+        raise InputNotFoundError(f"background video {spec.path} does not exist; check the path.")
+    return VideoBackground(spec.path)
 
 
-def make_background(spec: str, *, blur_strength: float = 12.0) -> Background:
-    """Build a background from ``-b``: ``blur``, ``none``, a colour, or an image/video path."""
-    s = spec.strip()
-    if s.lower() == "blur":
-        return BlurBackground(blur_strength)
-    if s.lower() in ("none", "off"):
-        return NoBackground()
-    path = Path(s).expanduser()
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        if not path.is_file():
-            raise InputNotFoundError(f"background video {path} does not exist; check the path.")
-        return VideoBackground(path)
-    if path.exists() or path.suffix or "/" in s:
-        return ImageBackground(path)
-    try:
-        return ColorBackground(parse_color(s))
-    except ConfigError:
-        raise ConfigError(
-            f"background {spec!r} is neither a file nor a colour: give an image or video path, "
-            "a colour (green, #RRGGBB, R,G,B), 'blur' or 'none'."
-        ) from None
+def _image(spec: BackgroundSpec, strength: float) -> Background:
+    assert spec.path is not None
+    return ImageBackground(spec.path)
+
+
+def _color(spec: BackgroundSpec, strength: float) -> Background:
+    assert spec.color is not None
+    return ColorBackground(spec.color)
+
+
+#: Background kind -> factory (the spec, the blur strength). A new kind of background is a
+#: class above, one entry here, and its parsing in :class:`~mattecam.specs.BackgroundSpec`.
+BACKGROUNDS: dict[str, Callable[[BackgroundSpec, float], Background]] = {
+    "blur": lambda spec, strength: BlurBackground(strength),
+    "none": lambda spec, strength: NoBackground(),
+    "color": _color,
+    "image": _image,
+    "video": _video,
+}
+
+
+def make_background(spec: BackgroundSpec | str, *, blur_strength: float = 12.0) -> Background:
+    """Build the background a spec (or ``-b`` text, parsed first) asks for.
+
+    Raises:
+        ConfigError: text that is neither a file nor a colour.
+        InputNotFoundError: the picture or video does not exist.
+        UnsupportedFormatError: it is not a picture or video.
+    """
+    if isinstance(spec, str):
+        spec = BackgroundSpec.parse(spec)
+    return BACKGROUNDS[spec.kind](spec, blur_strength)
+
+
+__all__ = [
+    "BACKGROUNDS",
+    "NAMED_COLORS",
+    "VIDEO_SUFFIXES",
+    "Background",
+    "BlurBackground",
+    "ColorBackground",
+    "ImageBackground",
+    "NoBackground",
+    "VideoBackground",
+    "load_image",
+    "make_background",
+    "parse_color",
+]

@@ -32,10 +32,9 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from mattecam.compositing.backgrounds import parse_color
 from mattecam.config import CONTROL_PORT
 from mattecam.configfile import check_value
-from mattecam.control.library import Library, PictureTooLargeError, kind_of
+from mattecam.control.library import Library, PictureTooLargeError
 from mattecam.control.paths import Endpoint, backgrounds_dir, publish, unpublish
 from mattecam.errors import (
     ConfigError,
@@ -46,6 +45,7 @@ from mattecam.errors import (
 from mattecam.frame import Image
 from mattecam.live import LIVE_KEYS, LiveController, NotRunningError
 from mattecam.segmentation.models import MODELS
+from mattecam.specs import BackgroundSpec, parse_color
 
 log = logging.getLogger(__name__)
 
@@ -386,29 +386,26 @@ class ControlServer:
         return json_response(status)
 
     def settings_view(self) -> dict[str, Any]:
-        """The settings in effect, JSON-ready, with the background described for the page."""
+        """The settings in effect, JSON-ready (specs as the text a user writes), with the
+        background described for the page."""
         s = self.controller.settings
-        view = dataclasses.asdict(s)
-        view["outputs"] = list(s.outputs)
+        view = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+        view["input"] = str(s.input)
+        view["outputs"] = [str(o) for o in s.outputs]
+        view["background"] = str(s.background)
         view["background_info"] = self.describe_background(s.background)
         return view
 
-    def describe_background(self, spec: str) -> dict[str, Any]:
-        """``{"kind": "blur"|"off"|"color"|"image"|"video", ...}`` for a ``-b`` value."""
-        text = spec.strip()
-        low = text.lower()
-        if low == "blur":
-            return {"kind": "blur"}
-        if low in ("none", "off"):
+    def describe_background(self, spec: BackgroundSpec) -> dict[str, Any]:
+        """``{"kind": "blur"|"off"|"color"|"image"|"video", ...}`` for the page."""
+        if spec.kind == "none":
             return {"kind": "off"}
-        kind = kind_of(text)
-        if kind is not None:
-            return {"kind": kind, "name": self.library.name_of(text), "file": text}
-        try:
-            b, g, r = parse_color(text)
-        except ConfigError:
-            return {"kind": "image", "name": None, "file": text}
-        return {"kind": "color", "color": f"#{r:02x}{g:02x}{b:02x}"}
+        if spec.kind == "color":
+            return {"kind": "color", "color": str(spec)}
+        if spec.path is not None:
+            text = str(spec.path)
+            return {"kind": spec.kind, "name": self.library.name_of(text), "file": text}
+        return {"kind": spec.kind}
 
     def _settings(self, req: Request) -> Response:
         return json_response(self.settings_view())
@@ -453,32 +450,35 @@ class ControlServer:
         if "strength" in body:
             changes["blur_strength"] = check_value("blur_strength", body["strength"])
         if kind == "blur":
-            changes["background"] = "blur"
+            changes["background"] = BackgroundSpec("blur")
         elif kind == "off":
-            changes["background"] = "none"
+            changes["background"] = BackgroundSpec("none")
         elif kind == "color":
             color = body.get("color")
             if not isinstance(color, str):
                 raise ApiError(HTTPStatus.BAD_REQUEST, 'give the colour as "color": "#RRGGBB".')
-            b, g, r = parse_color(color)
-            changes["background"] = f"#{r:02x}{g:02x}{b:02x}"
+            changes["background"] = BackgroundSpec.of_color(parse_color(color))
         else:
             name = body.get("name")
             if not isinstance(name, str):
                 raise ApiError(
                     HTTPStatus.BAD_REQUEST, f'give the {kind}\'s library name as "name".'
                 )
-            # A picture is checked from its header before the background decodes it.
-            path = self.library.check_image(name) if kind == "image" else (
-                self.library.path_of(name, kind))  # fmt: skip
-            changes["background"] = str(path)
+            if kind == "image":  # a picture is checked from its header before decoding
+                changes["background"] = BackgroundSpec("image", path=self.library.check_image(name))
+            else:
+                changes["background"] = BackgroundSpec(
+                    "video", path=self.library.path_of(name, kind)
+                )
         self.controller.change(**changes)
         return json_response({"settings": self.settings_view()})
 
     def _upload(self, req: Request) -> Response:
         entry = self.library.store(req.body)  # at most max_upload bytes: see body_limit
         if req.query.get("apply") in ("1", "true", "yes"):
-            self.controller.change(background=str(self.library.root / entry.name))
+            self.controller.change(
+                background=BackgroundSpec.of_file(self.library.root / entry.name)
+            )
         return json_response(
             {"name": entry.name, "kind": entry.kind, "bytes": entry.bytes,
              "settings": self.settings_view()},

@@ -2,43 +2,56 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
 
-from mattecam.errors import ConfigError
 from mattecam.sinks.base import Sink
 from mattecam.sinks.convert import FORMATS, Converter, PixelFormat, pixel_format
-from mattecam.sinks.file import CODECS, FileSink
+from mattecam.sinks.file import FileSink
 from mattecam.sinks.null import NullSink
 from mattecam.sinks.preview import PreviewSink
 from mattecam.sinks.v4l2loopback import V4L2LoopbackSink
+from mattecam.specs import OutputSpec
 
 
-def make_sink(spec: str, *, output_format: str = "yuyv") -> Sink:
-    """A sink for an ``-o`` value: ``null``, ``null:FORMAT`` (convert, then discard), a
-    v4l2loopback device (``/dev/videoN``, or ``auto`` for the first one) written in
-    ``output_format``, or a video file path (.mp4, .mkv, .mov, .webm).
+def _null(spec: OutputSpec, output_format: str) -> Sink:
+    return NullSink(pixel_format(spec.target) if spec.target else None)
+
+
+def _camera(spec: OutputSpec, output_format: str) -> Sink:
+    return V4L2LoopbackSink(spec.target, pixel_format(output_format))
+
+
+def _file(spec: OutputSpec, output_format: str) -> Sink:
+    return FileSink(Path(spec.target))
+
+
+#: Output kind -> factory (the spec, the virtual camera's pixel format). A new kind of
+#: output is a :class:`Sink` subclass, one entry here, and its parsing in
+#: :class:`~mattecam.specs.OutputSpec`.
+SINKS: dict[str, Callable[[OutputSpec, str], Sink]] = {
+    "null": _null,
+    "camera": _camera,
+    "file": _file,
+}
+
+
+def make_sink(spec: OutputSpec | str, *, output_format: str = "yuyv") -> Sink:
+    """A sink for an output spec (or ``-o`` text, parsed first): ``null``, ``null:FORMAT``
+    (convert, then discard), a v4l2loopback device (``/dev/videoN``, or ``auto`` for the
+    first one) written in ``output_format``, or a video file path (.mp4, .mkv, .mov, .webm).
 
     Raises:
-        ConfigError: the value names no known kind of output.
+        ConfigError: text that names no known kind of output, or an unknown pixel format.
     """
-    if spec == "null":
-        return NullSink()
-    if spec.startswith("null:"):
-        return NullSink(pixel_format(spec.split(":", 1)[1]))
-    if spec == "auto" or re.fullmatch(r"/dev/video\d+", spec):
-        return V4L2LoopbackSink(spec, pixel_format(output_format))
-    path = Path(spec).expanduser()
-    if path.suffix.lower() in CODECS:
-        return FileSink(path)
-    raise ConfigError(
-        f"-o {spec}: unknown output; use a virtual camera (/dev/videoN or auto), 'null', or a "
-        f"video file ending in {', '.join(CODECS)}."
-    )
+    if isinstance(spec, str):
+        spec = OutputSpec.parse(spec)
+    return SINKS[spec.kind](spec, output_format)
 
 
 __all__ = [
     "FORMATS",
+    "SINKS",
     "Converter",
     "FileSink",
     "NullSink",

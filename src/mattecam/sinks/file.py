@@ -15,10 +15,11 @@ from typing import Any
 from mattecam.errors import InputNotFoundError, SinkError, UnsupportedFormatError
 from mattecam.frame import Frame
 from mattecam.sinks.base import Sink
+from mattecam.specs import FILE_CODECS
 
 log = logging.getLogger(__name__)
 
-CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}
+CODECS = FILE_CODECS  # suffix -> encoder
 
 #: Temporary files this process is writing now. A partial that carries our own PID but is
 #: not listed here was left by an earlier process that had the same PID: it is stale.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mattecam.sources.base import Source
 from mattecam.sources.camera import CameraSource, camera_path
 from mattecam.sources.file import FileSource
+from mattecam.specs import InputSpec
 
 
 def make_source(
-    spec: str,
+    spec: InputSpec | str,
     *,
     size: tuple[int, int] | None = None,
     fps: float | None = None,
@@ -18,11 +17,14 @@ def make_source(
     realtime: bool = False,
     camera_format: str = "auto",
 ) -> Source:
-    """A source for ``-i``: a camera index (``0``), a device (``/dev/video0``) or a video file."""
-    device = camera_path(spec)
-    if device is not None:
-        return CameraSource(device, size=size, fps=fps, pixel_format=camera_format)
-    return FileSource(Path(spec).expanduser(), realtime=realtime, loop=loop, size=size)
+    """A source for an input spec (or ``-i`` text, parsed first): a camera device, or a
+    video file. ``fps`` and ``camera_format`` are what is asked of a camera; ``loop`` and
+    ``realtime`` (paced by its own frame rate) apply to a file."""
+    if isinstance(spec, str):
+        spec = InputSpec.parse(spec)
+    if spec.is_camera:
+        return CameraSource(spec.path, size=size, fps=fps, pixel_format=camera_format)
+    return FileSource(spec.path, realtime=realtime, loop=loop, size=size)
 
 
 __all__ = ["CameraSource", "FileSource", "Source", "camera_path", "make_source"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from mattecam.compositing.blend import cover_fit
 from mattecam.errors import ConfigError, InputNotFoundError, SourceError
 from mattecam.frame import Frame
 from mattecam.sources.base import Source, fill_size
+from mattecam.specs import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,8 @@ NO_CAMERA_HINT = (
 
 def camera_path(spec: str | int) -> Path | None:
     """``0`` or ``/dev/video0`` -> the device path; anything else (a file) -> None."""
-    if isinstance(spec, int) or re.fullmatch(r"\d+", str(spec)):
-        return Path(f"/dev/video{int(spec)}")
-    if re.fullmatch(r"/dev/video\d+", str(spec)):
-        return Path(str(spec))
-    return None
+    parsed = InputSpec.parse(spec)
+    return parsed.path if parsed.is_camera else None
 
 
 def _fourcc_str(value: float) -> str:
