@@ -114,7 +114,8 @@ def test_two_ctrl_c_close_together_still_leave_a_playable_file(
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     err = finish(proc)
-    assert proc.returncode == 130, err
+    # -SIGINT: the second came while the interpreter was exiting; a shell shows 130 too.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert complete_or_absent(out, err) > 0  # a second Ctrl-C changes nothing
 
 
