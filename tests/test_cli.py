@@ -85,7 +85,7 @@ def _textured_clip(path: Path) -> Path:
 def test_every_background_kind_runs(tmp_path: Path, background: str, model_cache: Path) -> None:
     """Each kind of ``-b`` shows up in the output. The clip holds no person, so the model
     leaves (nearly) the whole frame to the background; the default (green) matches none."""
-    from mattecam.compositing.blend import cover_fit
+    from mattecam.imaging import cover_fit
 
     clip = _textured_clip(tmp_path / "clip.mp4")
     yy, xx = np.mgrid[0:60, 0:60]

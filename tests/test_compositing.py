@@ -16,11 +16,11 @@ from mattecam.compositing import (
     ImageBackground,
     NoBackground,
     VideoBackground,
-    cover_fit,
     make_background,
     parse_color,
 )
 from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatError
+from mattecam.imaging import cover_fit
 
 
 def test_composite_is_exact_at_the_extremes_and_blends_between() -> None:

@@ -88,8 +88,10 @@ def test_bad_files_name_the_problem(tmp_path: Path, text: str, fragment: str) ->
 
 def test_out_of_range_values_fail_validation(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", 'outputs = ["null"]\nblur_strength = 500\n')
-    with pytest.raises(ConfigError, match=r"--blur must be between 0 and 100.*c\.toml"):
-        configfile.load({}, path)
+    with pytest.raises(ConfigError, match=r"c\.toml: blur_strength must be between 0 and 100"):
+        configfile.load({}, path)  # named as the file names it
+    with pytest.raises(ConfigError, match=r"^--blur must be between 0 and 100, got 300"):
+        configfile.load({"blur_strength": 300.0}, path)  # named as the flag that gave it
 
 
 def test_flags_win_over_the_file_which_wins_over_defaults(xdg: Path) -> None:
@@ -171,7 +173,7 @@ def test_bad_edits_keep_the_running_settings_and_report(tmp_path: Path) -> None:
     for bad, fragment in (
         ('background = "blur', "not valid TOML"),
         ('outputs = ["null"]\nbackgroud = "blur"', "unknown key 'backgroud'"),
-        ('outputs = ["null"]\nblur_strength = -1', "--blur must be between"),
+        ('outputs = ["null"]\nblur_strength = -1', "blur_strength must be between"),
         ("background = 'blur'", "no output"),  # valid TOML, invalid settings
     ):
         write(path, bad)
@@ -256,7 +258,7 @@ def test_config_edit_applies_live_without_interrupting_output(
         assert session.controller.settings.mirror is True
         write(path, 'background = "#0000ff"\nmirror = true\nblur_strength = 900\n')
         wait_for(lambda: session.controller.config_error is not None, what="error reported")
-        assert "--blur must be between 0 and 100" in str(session.controller.config_error)
+        assert "blur_strength must be between 0 and 100" in str(session.controller.config_error)
         assert session.controller.settings.blur_strength == 12.0
         write(path, 'background = "#0000ff"\nmirror = true\nwidth = 320\n')
         wait_for(lambda: session.controller.restart_needed, what="restart reported")
@@ -265,7 +267,7 @@ def test_config_edit_applies_live_without_interrupting_output(
         time.sleep(0.3)
         assert sink.frames_written > first_blue + 5
         assert near(sink.corners[-1], (255, 0, 0))
-        assert max_gap(sink.times, start) < 2 / FPS
+        assert max_gap(sink.times, start) < 3 / FPS  # no stall (see test_control.py)
 
 
 def test_help_explains_the_live_control_options() -> None:

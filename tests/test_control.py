@@ -25,8 +25,9 @@ from mattecam import cli
 from mattecam.app import LiveSession
 from mattecam.config import Settings
 from mattecam.configfile import LoadedConfig
-from mattecam.control import ControlServer, Library
+from mattecam.control.library import Library
 from mattecam.control.paths import runtime_file
+from mattecam.control.server import ControlServer
 from mattecam.frame import Frame
 from mattecam.sinks import NullSink
 
@@ -662,6 +663,8 @@ def test_bad_background_requests_are_refused(shared: tuple[LiveSession, TimedSin
         status, answer = api.post("/api/background", payload)
         assert status in (400, 404), (payload, answer)
         assert answer["error"]
+    status, answer = api.post("/api/background", {"kind": "blur", "strength": 500})
+    assert answer["error"].startswith("strength must be between 0 and 100"), answer  # its field
     assert unchanged(shared[0])
 
 
@@ -684,8 +687,8 @@ def test_bad_settings_are_refused(shared: tuple[LiveSession, TimedSink]) -> None
     before = session.controller.settings
     for payload, fragment in (
         ({"mirror": "yes"}, "true or false"),
-        ({"blur_strength": 101}, "between 0 and 100"),
-        ({"threads": 0}, "between 1 and 16"),
+        ({"blur_strength": 101}, "blur_strength must be between 0 and 100"),  # not --blur
+        ({"threads": 0}, "threads must be between 1 and 16"),
         ({"refine": "magic"}, "refine"),
         ({"model": "huge"}, "model must be one of"),
         ({"fps": 10}, "restart"),

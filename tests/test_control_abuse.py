@@ -25,8 +25,8 @@ import pytest
 from conftest import write_clip
 from mattecam.app import LiveSession
 from mattecam.config import Settings
-from mattecam.control import ControlServer, Library
-from mattecam.control.server import REQUEST_TIMEOUT
+from mattecam.control.library import Library
+from mattecam.control.server import REQUEST_TIMEOUT, ControlServer
 from mattecam.live import LiveController
 
 TOKEN = "t0ken-abuse"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mattecam.errors import UnsupportedFormatError
+from mattecam.imaging import shrink
 from mattecam.segmentation import LiteRTSegmenter
-from mattecam.segmentation.base import shrink
 
 
 def portraits(shared: Path, n: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mattecam import configfile
+from mattecam import cli, configfile
 from mattecam.compositing.backgrounds import BACKGROUNDS, BlurBackground, ColorBackground
 from mattecam.config import Settings
 from mattecam.errors import ConfigError
@@ -115,3 +115,19 @@ def test_the_config_file_gives_specs_and_names_the_key(tmp_path: Path) -> None:
         configfile.parse('background = "notacolour"\n', where="c.toml")
     with pytest.raises(ConfigError, match=r"^c\.toml: outputs: .*unknown output"):
         configfile.parse('outputs = ["out.txt"]\n', where="c.toml")
+
+
+def test_the_command_line_is_parsed_once_into_the_settings_it_gives() -> None:
+    ns, given = cli.parse_run_args(
+        ["-o", "null", "-o", "x.mp4", "--blur", "5", "--no-mirror", "-i", "1", "-vv"]
+    )
+    assert given == {
+        "outputs": ("null", "x.mp4"),
+        "blur_strength": 5.0,
+        "mirror": False,
+        "input": "1",
+    }
+    assert ns.verbose == 2 and ns.config is None
+    assert cli.parse_run_args([])[1] == {}  # nothing given: the file and defaults decide
+    # Choices come from the settings' own lists (bgr24 was missing from the flag's).
+    assert cli.parse_run_args(["--output-format", "bgr24"])[1] == {"output_format": "bgr24"}

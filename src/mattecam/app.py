@@ -12,17 +12,17 @@ from mattecam.compositing.backgrounds import make_background
 from mattecam.config import Settings
 from mattecam.configfile import ConfigWatcher, LoadedConfig
 from mattecam.errors import ConfigError
-from mattecam.live import LatestFrameSink, LiveController
+from mattecam.live import LiveController
 from mattecam.matte import make_refiner
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
 from mattecam.segmentation import open_segmenter
-from mattecam.sinks import PreviewSink, make_sink
+from mattecam.sinks import LatestFrameSink, PreviewSink, make_sink
 from mattecam.sinks.base import Sink
 from mattecam.sources import make_source
 
 if TYPE_CHECKING:
-    from mattecam.control import ControlServer
+    from mattecam.control.server import ControlServer
 
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class LiveSession:
                 )  # fmt: skip
                 self._stack.callback(self.watcher.close)
             if settings.control:
-                from mattecam.control import ControlServer
+                from mattecam.control.server import ControlServer
 
                 self.server = ControlServer(
                     self.controller, port=settings.control_port, publish_endpoint=True

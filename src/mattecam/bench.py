@@ -22,9 +22,9 @@ import numpy as np
 
 from mattecam import __version__
 from mattecam.compositing.backgrounds import Background, make_background
-from mattecam.compositing.blend import cover_fit
 from mattecam.errors import ConfigError
 from mattecam.frame import Frame, Image
+from mattecam.imaging import cover_fit
 from mattecam.matte import make_refiner
 from mattecam.metrics import Metrics, percentile
 from mattecam.pipeline import Pipeline

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from mattecam import __version__
-from mattecam.config import Settings
+from mattecam.config import CHOICES, Settings
 from mattecam.errors import ConfigError, MattecamError, ModelError
-from mattecam.matte import REFINERS
 
 if TYPE_CHECKING:
     from mattecam.pipeline import Pipeline
@@ -92,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "than once; given here, it replaces the config file's outputs.",
     )  # fmt: skip
     io.add_argument(
-        "--output-format", choices=("yuyv", "i420", "nv12", "rgb24", "uyvy"), default="yuyv",
+        "--output-format", choices=CHOICES["output_format"], default="yuyv",
         help="pixel format written to the virtual camera: yuyv (default) works everywhere; "
         "Chrome also takes i420, nv12 and rgb24.",
     )  # fmt: skip
@@ -118,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input's); a file made from a video file keeps the input's rate and duration.",
     )  # fmt: skip
     io.add_argument(
-        "--camera-format", choices=("auto", "mjpeg", "yuyv"), default="auto",
+        "--camera-format", choices=CHOICES["camera_format"], default="auto",
         help="pixel format to ask of the camera: mjpeg is what most USB webcams need for HD "
         "at 30 fps; auto picks mjpeg above 640x480 (default: auto).",
     )  # fmt: skip
@@ -189,7 +188,7 @@ def add_matte_options(p: argparse.ArgumentParser) -> None:
         help="threads for the model (default: 1; more is rarely faster on small machines).",
     )  # fmt: skip
     seg.add_argument(
-        "--refine", choices=REFINERS, default=d["refine"].default,
+        "--refine", choices=CHOICES["refine"], default=d["refine"].default,
         help="how the low-resolution mask is brought to full size: 'guided' follows the "
         "picture's own edges (hair, shoulders), 'bilinear' is a plain soft enlargement "
         "(default: %(default)s).",
@@ -408,19 +407,35 @@ def _guarded(fn: Callable[[], int], *, verbose: int) -> int:
         return 1
 
 
-def explicit_settings(argv: Sequence[str]) -> dict[str, object]:
-    """The settings given as flags in ``argv`` (and only those), so that they can win over
-    the config file while the file wins over the defaults."""
-    p = build_parser()
+#: Marks a setting the command line did not give (argparse keeps a namespace's attributes).
+_NOT_GIVEN = object()
+
+
+def parse_run_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, object]]:
+    """Parse a run's command line, once: the namespace (``verbose``, ``config``) and the
+    settings given as flags, only those, so that they win over the config file while the
+    file wins over the defaults.
+
+    Raises:
+        SystemExit: argparse's usage error (exit status 2), or after ``--help``.
+    """
     names = set(Settings.__dataclass_fields__)
-    for action in p._actions:  # set_defaults() would put SUPPRESS into the namespace
-        if action.dest in names:
-            action.default = argparse.SUPPRESS
-    ns = p.parse_args(list(argv))
-    given = {k: v for k, v in vars(ns).items() if k in names}
+    # A setting already in the namespace keeps its value unless a flag sets it; ``outputs``
+    # starts as None, which the append action of -o extends like an empty list.
+    ns = argparse.Namespace(**{name: _NOT_GIVEN for name in names})
+    ns.outputs = None
+    build_parser().parse_args(list(argv), namespace=ns)
+    given = {
+        k: v for k, v in vars(ns).items() if k in names and v is not _NOT_GIVEN and v is not None
+    }
     if "outputs" in given:
         given["outputs"] = tuple(given["outputs"])
-    return given
+    return ns, given
+
+
+def explicit_settings(argv: Sequence[str]) -> dict[str, object]:
+    """The settings given as flags in ``argv`` (see :func:`parse_run_args`)."""
+    return parse_run_args(argv)[1]
 
 
 def run_main(argv: list[str]) -> int:
@@ -428,10 +443,10 @@ def run_main(argv: list[str]) -> int:
     from mattecam import configfile
     from mattecam.signals import StopOnSignals
 
-    ns = build_parser().parse_args(argv)
+    ns, given = parse_run_args(argv)
     setup_logging(ns.verbose)
     with StopOnSignals() as signals:
-        config = configfile.load(explicit_settings(argv), ns.config)
+        config = configfile.load(given, ns.config)
         from mattecam.app import LiveSession
 
         with LiveSession(config.settings, config=config) as session:
@@ -672,8 +687,8 @@ def run_install_service(argv: list[str]) -> int:
     )  # fmt: skip
     ns = p.parse_args(before)
     options = list(after) if sep else []
-    path_arg = build_parser().parse_args(options).config  # refuses what a run would refuse
-    given = explicit_settings(options)
+    run_ns, given = parse_run_args(options)  # refuses what a run would refuse
+    path_arg = run_ns.config
     try:
         configfile.load(given, path_arg)
     except ConfigError:

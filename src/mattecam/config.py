@@ -17,6 +17,50 @@ DEFAULT_INPUT = InputSpec.parse("0")
 DEFAULT_BACKGROUND = BackgroundSpec.parse("green")
 
 
+#: Command-line flags whose name is not the setting's (``--NAME-WITH-DASHES`` otherwise).
+FLAGS = {"input": "-i", "outputs": "-o", "background": "-b", "blur_strength": "--blur"}
+#: Numeric settings' allowed ranges, inclusive, with a unit or note for the message.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "width": (16, 7680, " pixels"),
+    "height": (16, 7680, " pixels"),
+    "fps": (1, 240, ""),
+    "blur_strength": (0, 100, ""),
+    "edge_radius": (1, 32, ""),
+    "light_wrap": (0, 1, ""),
+    "control_port": (0, 65535, " (0: any free port)"),
+    "threads": (1, 16, ""),
+}
+#: Settings that take one of a few names.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "camera_format": CAMERA_FORMATS,
+    "refine": REFINERS,
+    "output_format": tuple(OUTPUT_FORMATS),
+}
+
+
+def flag(key: str) -> str:
+    """The command-line flag of setting ``key``: ``blur_strength`` -> ``--blur``."""
+    return FLAGS.get(key, "--" + key.replace("_", "-"))
+
+
+class SettingError(ConfigError):
+    """One setting has a value out of its range or choices.
+
+    ``key`` names the setting and ``problem`` says what is wrong ("must be between 0 and
+    100, got 200."); the message names it as a flag, and each edge that knows better says it
+    in its own words with :meth:`named` (the config file's key, the API's field).
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{flag(key)} {problem}")
+        self.key = key
+        self.problem = problem
+
+    def named(self, name: str) -> ConfigError:
+        """The same error, the setting called ``name``."""
+        return ConfigError(f"{name} {self.problem}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything one run of mattecam needs; built from the config file and the command line.
@@ -55,41 +99,19 @@ class Settings:
 
     def __post_init__(self) -> None:
         self._parse_specs()
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is not None and not 16 <= value <= 7680:
-                raise ConfigError(f"--{name} must be between 16 and 7680 pixels, got {value}.")
-        if self.fps is not None and not 1 <= self.fps <= 240:
-            raise ConfigError(f"--fps must be between 1 and 240, got {self.fps:g}.")
-        if not 0 <= self.blur_strength <= 100:
-            raise ConfigError(f"--blur must be between 0 and 100, got {self.blur_strength:g}.")
-        if self.camera_format not in CAMERA_FORMATS:
-            raise ConfigError(
-                f"--camera-format must be one of {', '.join(CAMERA_FORMATS)}, "
-                f"got {self.camera_format!r}."
-            )
-        if not 1 <= self.edge_radius <= 32:
-            raise ConfigError(f"--edge-radius must be between 1 and 32, got {self.edge_radius}.")
+        for key, (low, high, note) in RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not low <= value <= high:
+                raise SettingError(
+                    key, f"must be between {low:g} and {high:g}{note}, got {value:g}."
+                )
         if not 0 < self.edge_eps <= 1:
-            raise ConfigError(f"--edge-eps must be in (0, 1], got {self.edge_eps:g}.")
-        if not 0 <= self.light_wrap <= 1:
-            raise ConfigError(f"--light-wrap must be between 0 and 1, got {self.light_wrap:g}.")
-        if self.refine not in REFINERS:
-            raise ConfigError(
-                f"--refine must be one of {', '.join(REFINERS)}, got {self.refine!r}."
-            )
-        if self.output_format not in OUTPUT_FORMATS:
-            raise ConfigError(
-                f"--output-format must be one of {', '.join(OUTPUT_FORMATS)}, "
-                f"got {self.output_format!r}."
-            )
-        if not 0 <= self.control_port <= 65535:
-            raise ConfigError(
-                f"--control-port must be between 1 and 65535 (or 0: any free port), "
-                f"got {self.control_port}."
-            )
-        if not 1 <= self.threads <= 16:
-            raise ConfigError(f"--threads must be between 1 and 16, got {self.threads}.")
+            raise SettingError("edge_eps", f"must be in (0, 1], got {self.edge_eps:g}.")
+        for key, choices in CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise SettingError(
+                    key, f"must be one of {', '.join(choices)}, got {getattr(self, key)!r}."
+                )
         if not self.outputs and not self.preview:
             raise ConfigError(
                 "no output: give -o /dev/videoN (a virtual camera; -o auto picks the first), "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mattecam.config import Settings
+from mattecam.config import SettingError, Settings
 from mattecam.errors import ConfigError, InputNotFoundError
 from mattecam.specs import BackgroundSpec, InputSpec, OutputSpec
 
@@ -160,13 +160,22 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"config file {path} is not UTF-8 text ({e}).") from None
 
 
-def merge(file_values: Mapping[str, object], cli_values: Mapping[str, object]) -> Settings:
+def merge(
+    file_values: Mapping[str, object], cli_values: Mapping[str, object], *, where: str = "config"
+) -> Settings:
     """Defaults < file < command-line flags, validated.
 
     Raises:
-        ConfigError: the merged settings are invalid (a value out of range, no output...).
+        ConfigError: the merged settings are invalid (a value out of range, no output...); a
+            value out of range is named as its flag when a flag gave it, else as its key in
+            the file ``where``.
     """
-    return Settings(**{**file_values, **cli_values})  # type: ignore[arg-type]
+    try:
+        return Settings(**{**file_values, **cli_values})  # type: ignore[arg-type]
+    except SettingError as e:
+        if e.key in cli_values:
+            raise
+        raise e.named(f"{where}: {e.key}") from None
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,9 @@ def load(cli_values: Mapping[str, object], path: Path | None = None) -> LoadedCo
         file_values = read(target)
         log.info("settings from %s: %s", target, ", ".join(file_values) or "none")
     try:
-        settings = merge(file_values, cli_values)
+        settings = merge(file_values, cli_values, where=str(target))
+    except SettingError:
+        raise  # it names the flag, or the file and its key
     except ConfigError as e:
         if not file_values:
             raise
@@ -308,7 +319,7 @@ class ConfigWatcher:
         try:
             if isinstance(text, _Unreadable):
                 raise ConfigError(text.message)
-            new = merge(parse(text, where=str(self.path)), self._cli)
+            new = merge(parse(text, where=str(self.path)), self._cli, where=str(self.path))
             changes = changed(self._good, new)
             if changes:
                 self._apply(changes)

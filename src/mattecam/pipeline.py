@@ -9,14 +9,13 @@ from collections.abc import Callable, Sequence
 
 import cv2
 
-from mattecam.compositing.blend import cover_fit
 from mattecam.errors import MattecamError, PipelineStuckError
 from mattecam.frame import Frame, Image
+from mattecam.imaging import cover_fit, placeholder
 from mattecam.metrics import Metrics
 from mattecam.outclock import OutputClock
 from mattecam.process import FrameProcessor
 from mattecam.sinks.base import Sink
-from mattecam.sinks.placeholder import placeholder
 from mattecam.slot import Slot, SlotClosed
 from mattecam.sources.base import Source
 

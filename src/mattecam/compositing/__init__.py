@@ -10,7 +10,7 @@ from mattecam.compositing.backgrounds import (
     make_background,
     parse_color,
 )
-from mattecam.compositing.blend import Compositor, cover_fit
+from mattecam.compositing.blend import Compositor
 
 __all__ = [
     "Background",
@@ -20,7 +20,6 @@ __all__ = [
     "ImageBackground",
     "NoBackground",
     "VideoBackground",
-    "cover_fit",
     "make_background",
     "parse_color",
 ]

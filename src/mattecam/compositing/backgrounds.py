@@ -11,11 +11,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mattecam.compositing.blend import cover_fit
 from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatError
 from mattecam.frame import Image
+from mattecam.imaging import cover_fit, open_container, shrink, to_bgr
 from mattecam.matte.base import Matte
-from mattecam.segmentation.base import shrink
 from mattecam.specs import NAMED_COLORS, VIDEO_SUFFIXES, BackgroundSpec, parse_color
 
 log = logging.getLogger(__name__)
@@ -143,11 +142,8 @@ class VideoBackground(Background):
     """A video file played in a loop, one video frame per output frame, scaled to cover."""
 
     def __init__(self, path: Path) -> None:
-        from mattecam.sources.file import open_container, to_bgr
-
         self.path = path
         self._container: Any = open_container(path)
-        self._to_bgr = to_bgr
         self._frames = self._decode()
         self._first = next(self._frames, None)
         if self._first is None:
@@ -161,7 +157,7 @@ class VideoBackground(Background):
             got = False
             for vf in self._container.decode(stream):
                 got = True
-                yield self._to_bgr(vf)
+                yield to_bgr(vf)
             if not got:
                 return
             self._container.seek(0)

@@ -9,22 +9,6 @@ from mattecam.frame import Image
 from mattecam.matte.base import Matte
 
 
-def cover_fit(image: Image, width: int, height: int) -> Image:
-    """Scale ``image`` to cover width x height keeping its aspect ratio, then centre-crop.
-
-    Never stretches: the excess of the longer side is cut equally from both ends.
-    """
-    ih, iw = image.shape[:2]
-    if (iw, ih) == (width, height):
-        return image
-    scale = max(width / iw, height / ih)
-    sw, sh = max(width, round(iw * scale)), max(height, round(ih * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    scaled = cv2.resize(image, (sw, sh), interpolation=interp)
-    x, y = (sw - width) // 2, (sh - height) // 2
-    return np.ascontiguousarray(scaled[y : y + height, x : x + width])
-
-
 class Compositor:
     """``out = fg * a + bg * (1 - a)`` with ``a = matte / 255``, all in uint8.
 

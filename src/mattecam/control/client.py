@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mattecam.control.paths import Endpoint, discover
-from mattecam.control.server import HOST, TOKEN_HEADER
+from mattecam.control.protocol import HOST, TOKEN_HEADER
 from mattecam.errors import ConfigError, InputNotFoundError, MattecamError
 
 

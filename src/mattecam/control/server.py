@@ -32,10 +32,11 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
-from mattecam.config import CONTROL_PORT
+from mattecam.config import CONTROL_PORT, SettingError
 from mattecam.configfile import check_value
 from mattecam.control.library import Library, PictureTooLargeError
 from mattecam.control.paths import Endpoint, backgrounds_dir, publish, unpublish
+from mattecam.control.protocol import HOST, TOKEN_HEADER
 from mattecam.errors import (
     ConfigError,
     InputNotFoundError,
@@ -43,14 +44,12 @@ from mattecam.errors import (
     UnsupportedFormatError,
 )
 from mattecam.frame import Image
-from mattecam.live import LIVE_KEYS, LiveController, NotRunningError
+from mattecam.live import LIVE_KEYS, ChangeResult, LiveController, NotRunningError
 from mattecam.segmentation.models import MODELS
 from mattecam.specs import BackgroundSpec, parse_color
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
-TOKEN_HEADER = "X-Mattecam-Token"
 #: Largest JSON request body, in bytes.
 MAX_JSON = 64 * 1024
 #: Deepest nesting of arrays and objects in a JSON body (the API's bodies have one level).
@@ -432,7 +431,7 @@ class ControlServer:
                     "the config file or on the command line).",
                 )
             changes[key] = check_value(key, value)
-        result = self.controller.change(**changes)
+        result = self._change(changes)
         return json_response({"applied": list(result.applied), "settings": self.settings_view()})
 
     def _set_background(self, req: Request) -> Response:
@@ -470,8 +469,18 @@ class ControlServer:
                 changes["background"] = BackgroundSpec(
                     "video", path=self.library.path_of(name, kind)
                 )
-        self.controller.change(**changes)
+        self._change(changes, names={"blur_strength": "strength"})
         return json_response({"settings": self.settings_view()})
+
+    def _change(
+        self, changes: dict[str, object], *, names: dict[str, str] | None = None
+    ) -> ChangeResult:
+        """Apply ``changes`` live; a value out of range is named as the request named it
+        (the setting's key, or the field in ``names``), not as a command-line flag."""
+        try:
+            return self.controller.change(**changes)
+        except SettingError as e:
+            raise e.named((names or {}).get(e.key, e.key)) from None
 
     def _upload(self, req: Request) -> Response:
         entry = self.library.store(req.body)  # at most max_upload bytes: see body_limit

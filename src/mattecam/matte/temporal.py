@@ -7,8 +7,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mattecam.frame import Image
+from mattecam.imaging import shrink
 from mattecam.matte.base import Matte, Refiner
-from mattecam.segmentation.base import Alpha, shrink
+from mattecam.segmentation.base import Alpha
 
 
 class TemporalRefiner(Refiner):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mattecam.frame import Image
-from mattecam.segmentation.base import Alpha, Segmenter, shrink
+from mattecam.imaging import shrink
+from mattecam.segmentation.base import Alpha, Segmenter
 
 Rect = tuple[int, int, int, int]
 """``(x, y, width, height)`` in frame pixels."""

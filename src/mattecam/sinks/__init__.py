@@ -1,4 +1,4 @@
-"""Outputs: video files, a preview window, the null sink (and the virtual camera)."""
+"""Outputs: the virtual camera, video files, a preview window, the null sink, the newest frame."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from mattecam.sinks.base import Sink
 from mattecam.sinks.convert import FORMATS, Converter, PixelFormat, pixel_format
 from mattecam.sinks.file import FileSink
+from mattecam.sinks.latest import LatestFrameSink
 from mattecam.sinks.null import NullSink
 from mattecam.sinks.preview import PreviewSink
 from mattecam.sinks.v4l2loopback import V4L2LoopbackSink
@@ -54,6 +55,7 @@ __all__ = [
     "SINKS",
     "Converter",
     "FileSink",
+    "LatestFrameSink",
     "NullSink",
     "PixelFormat",
     "PreviewSink",

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from mattecam.errors import ConfigError, InputNotFoundError, SinkError, UnsupportedFormatError
 from mattecam.frame import Frame, Image
+from mattecam.imaging import placeholder
 from mattecam.sinks.base import Sink
 from mattecam.sinks.convert import Converter, PixelFormat
-from mattecam.sinks.placeholder import placeholder
 from mattecam.v4l2 import ioctl as v4l2
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from mattecam.compositing.blend import cover_fit
 from mattecam.errors import ConfigError, InputNotFoundError, SourceError
 from mattecam.frame import Frame
+from mattecam.imaging import cover_fit
 from mattecam.sources.base import Source, fill_size
 from mattecam.specs import InputSpec
 
