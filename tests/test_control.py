@@ -428,7 +428,7 @@ def test_live_change_does_not_interrupt_output(live: tuple[LiveSession, TimedSin
     # The clock repeats a frame after 1.25 intervals when nothing new came; the rest is
     # room for a busy machine's scheduling. A stalled or reopened output takes far longer.
     assert max_gap(sink.times, start) < 3 / FPS
-    assert session.pipeline.processor.segmenter.input_size == (256, 256)
+    assert session.pipeline.processor.matting.segmenter.input_size == (256, 256)
 
 
 # --- mattecam ctl ----------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import pytest
 from numpy.typing import NDArray
 
 from mattecam.matte import BilinearRefiner, TemporalRefiner, make_refiner
-from mattecam.matte.framed import Matting
+from mattecam.matte.framing import Framing, remap_matrix
+from mattecam.matte.stage import MatteStage
 from mattecam.segmentation.base import Alpha, Segmenter
-from mattecam.segmentation.framing import Framing, remap_matrix
 
 W, H = 1280, 720
 
@@ -50,9 +50,10 @@ def contains(rect: tuple[int, int, int, int], box: tuple[int, int, int, int]) ->
 
 def test_a_small_person_is_cropped_and_the_matte_is_whole() -> None:
     person = (600, 200, 100, 300)
-    seg, matting = BrightSegmenter(), Matting()
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
     timings: dict[str, float] = {}
-    matte = matting.matte(scene(person), seg, BilinearRefiner(), timings)
+    matte = matting.matte(scene(person), timings)
     # First frame: the whole frame to find them, then the crop.
     assert seg.calls == 2
     rect = matting.framing.rect
@@ -64,40 +65,43 @@ def test_a_small_person_is_cropped_and_the_matte_is_whole() -> None:
     assert matte[:, : x - 10].max() == 0 and matte[:, x + w + 10 :].max() == 0
     assert {"preprocess", "inference", "refine"} <= timings.keys()
     # Next frames: one inference each, same crop.
-    matting.matte(scene(person), seg, BilinearRefiner())
+    matting.matte(scene(person))
     assert seg.calls == 3 and matting.framing.rect == rect
 
 
 def test_a_close_up_is_not_cropped() -> None:
-    seg, matting = BrightSegmenter(), Matting()
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
     close_up = (200, 60, 900, 660)
     expected = make_refiner("bilinear", temporal=False).refine(
         seg.run(seg.preprocess(scene(close_up))), scene(close_up)
     )
     seg.calls = 0
     for _ in range(40):  # past a rescan interval: no extra passes on the whole frame
-        matte = matting.matte(scene(close_up), seg, BilinearRefiner())
+        matte = matting.matte(scene(close_up))
     assert seg.calls == 40
     assert matting.framing.rect == (0, 0, W, H)
     assert np.array_equal(matte, expected)
 
 
 def test_disabled_framing_always_uses_the_whole_frame() -> None:
-    seg, matting = BrightSegmenter(), Matting(Framing(enabled=False))
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner(), framing=Framing(enabled=False))
     for _ in range(3):
-        matting.matte(scene((600, 200, 100, 300)), seg, BilinearRefiner())
+        matting.matte(scene((600, 200, 100, 300)))
     assert seg.calls == 3 and matting.framing.rect is None
 
 
 def test_the_crop_holds_for_small_moves_and_follows_big_ones() -> None:
-    seg, matting = BrightSegmenter(), Matting()
-    matting.matte(scene((600, 200, 100, 300)), seg, BilinearRefiner())
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
+    matting.matte(scene((600, 200, 100, 300)))
     rect = matting.framing.rect
-    matting.matte(scene((606, 203, 100, 300)), seg, BilinearRefiner())
+    matting.matte(scene((606, 203, 100, 300)))
     assert matting.framing.rect == rect  # small move: no reframing
     moved = (900, 250, 100, 300)
     for _ in range(3):  # the person left the crop: found again within a couple of frames
-        matte = matting.matte(scene(moved), seg, BilinearRefiner())
+        matte = matting.matte(scene(moved))
     new = matting.framing.rect
     assert new is not None and new != rect and contains(new, moved)
     assert matte[400, 950] == 255 and matte[400, 650] == 0
@@ -107,11 +111,12 @@ def test_a_person_at_the_frame_edge_with_a_jittery_mask_keeps_one_crop() -> None
     """A seated person cut by the frame's bottom edge, whose head top and width wobble by a
     few pixels every frame (as a model's mask does), keeps one crop: no reframing, no
     reallocation, nothing for the smoothing to remap."""
-    seg, matting = BrightSegmenter(), Matting()
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
     rects = set()
     for i in range(40):
         j = (i * 7) % 5 * 4  # 0..16 px of wobble
-        matting.matte(scene((420 + j // 2, 40 + j, 400 - j, 680 - j)), seg, BilinearRefiner())
+        matting.matte(scene((420 + j // 2, 40 + j, 400 - j, 680 - j)))
         rects.add(matting.framing.rect)
     assert len(rects) == 1
     (rect,) = rects
@@ -119,10 +124,11 @@ def test_a_person_at_the_frame_edge_with_a_jittery_mask_keeps_one_crop() -> None
 
 
 def test_the_crop_follows_a_walking_person_by_shifting() -> None:
-    seg, matting = BrightSegmenter(), Matting()
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
     sizes, changes, last = set(), 0, None
     for i in range(40):
-        matting.matte(scene((200 + 12 * i, 200, 100, 300)), seg, BilinearRefiner())
+        matting.matte(scene((200 + 12 * i, 200, 100, 300)))
         rect = matting.framing.rect
         assert rect is not None
         sizes.add(rect[2:])
@@ -135,23 +141,25 @@ def test_the_crop_follows_a_walking_person_by_shifting() -> None:
 
 def test_someone_stepping_in_is_found_by_the_rescan() -> None:
     framing = Framing(rescan_every=10)
-    seg, matting = BrightSegmenter(), Matting(framing)
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner(), framing=framing)
     a, b = (300, 200, 100, 300), (1000, 150, 100, 300)
     for _ in range(3):
-        matting.matte(scene(a), seg, BilinearRefiner())
+        matting.matte(scene(a))
     assert framing.rect is not None and not contains(framing.rect, b)
     for _ in range(12):
-        matte = matting.matte(scene(a, b), seg, BilinearRefiner())
+        matte = matting.matte(scene(a, b))
     assert framing.rect is not None and contains(framing.rect, a) and contains(framing.rect, b)
     assert matte[300, 1050] == 255 and matte[300, 350] == 255
 
 
 def test_nobody_means_the_whole_frame() -> None:
-    seg, matting = BrightSegmenter(), Matting()
-    matting.matte(scene((600, 200, 100, 300)), seg, BilinearRefiner())
-    matting.matte(scene(), seg, BilinearRefiner())  # they left
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
+    matting.matte(scene((600, 200, 100, 300)))
+    matting.matte(scene())  # they left
     assert matting.framing.rect == (0, 0, W, H)
-    matte = matting.matte(scene(), seg, BilinearRefiner())
+    matte = matting.matte(scene())
     assert matte.max() == 0
 
 
@@ -207,9 +215,10 @@ def test_cropping_helps_a_distant_person(shared_data: Path, model_cache: Path) -
 
 
 def test_frames_of_another_size_reset_the_crop() -> None:
-    seg, matting = BrightSegmenter(), Matting()
-    matting.matte(scene((600, 200, 100, 300)), seg, BilinearRefiner())
+    seg = BrightSegmenter()
+    matting = MatteStage(seg, BilinearRefiner())
+    matting.matte(scene((600, 200, 100, 300)))
     small = np.asarray(cv2.resize(scene((600, 200, 100, 300)), (640, 360)), np.uint8)
-    matte = matting.matte(small, seg, BilinearRefiner())
+    matte = matting.matte(small)
     assert matte.shape == (360, 640)
     assert matte[175, 325] == 255

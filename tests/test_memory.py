@@ -11,6 +11,7 @@ import numpy as np
 from mattecam.compositing import BlurBackground
 from mattecam.frame import Frame
 from mattecam.matte import make_refiner
+from mattecam.matte.stage import MatteStage
 from mattecam.process import FrameProcessor
 from mattecam.segmentation import LiteRTSegmenter
 from mattecam.sinks import NullSink, pixel_format
@@ -26,7 +27,7 @@ def test_processing_and_conversion_do_not_grow(landscape_model: Path) -> None:
         for _ in range(8)
     ]
     proc = FrameProcessor(
-        LiteRTSegmenter(landscape_model), make_refiner("guided"), BlurBackground(12)
+        MatteStage(LiteRTSegmenter(landscape_model), make_refiner("guided")), BlurBackground(12)
     )
     sink = NullSink(pixel_format("yuyv"))
     sink.open((640, 360), 30)

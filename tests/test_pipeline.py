@@ -14,6 +14,7 @@ from mattecam.compositing import ColorBackground
 from mattecam.errors import SourceError
 from mattecam.frame import Frame
 from mattecam.matte import BilinearRefiner
+from mattecam.matte.stage import MatteStage
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
 from mattecam.segmentation import LiteRTSegmenter
@@ -53,7 +54,7 @@ class SlowProcessor(FrameProcessor):
     """The real processor, made slower or failing on demand (fault injection)."""
 
     def __init__(self, base: FrameProcessor, *, delay: float = 0.0, fail_at: int = -1) -> None:
-        super().__init__(base.segmenter, base.refiner, base.background)
+        super().__init__(base.matting, base.background)
         self.delay = delay
         self.fail_at = fail_at
 
@@ -67,7 +68,8 @@ class SlowProcessor(FrameProcessor):
 @pytest.fixture
 def processor(landscape_model: Path) -> FrameProcessor:
     return FrameProcessor(
-        LiteRTSegmenter(landscape_model), BilinearRefiner(), ColorBackground((0, 255, 0))
+        MatteStage(LiteRTSegmenter(landscape_model), BilinearRefiner()),
+        ColorBackground((0, 255, 0)),
     )
 
 
@@ -382,7 +384,9 @@ def test_crop_switches_at_the_next_frame_and_resets_temporal_state(
             super().reset()
 
     refiner = CountingRefiner(BilinearRefiner())
-    p = FrameProcessor(LiteRTSegmenter(landscape_model), refiner, ColorBackground((0, 255, 0)))
+    p = FrameProcessor(
+        MatteStage(LiteRTSegmenter(landscape_model), refiner), ColorBackground((0, 255, 0))
+    )
     frame = Frame(np.full((360, 640, 3), 90, np.uint8), 0, time.monotonic())
     assert p.matting.framing.enabled
     p.process(frame)

@@ -23,6 +23,7 @@ from mattecam.compositing import ColorBackground
 from mattecam.errors import PipelineStuckError, SinkError
 from mattecam.frame import Frame
 from mattecam.matte import BilinearRefiner
+from mattecam.matte.stage import MatteStage
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
 from mattecam.segmentation import LiteRTSegmenter
@@ -233,7 +234,8 @@ class FailsWhileFinishing(NullSink):
 @pytest.fixture
 def processor(landscape_model: Path) -> FrameProcessor:
     return FrameProcessor(
-        LiteRTSegmenter(landscape_model), BilinearRefiner(), ColorBackground((0, 255, 0))
+        MatteStage(LiteRTSegmenter(landscape_model), BilinearRefiner()),
+        ColorBackground((0, 255, 0)),
     )
 
 

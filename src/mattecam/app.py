@@ -1,4 +1,5 @@
-"""Builds a pipeline from settings: the one place that chooses concrete stages."""
+"""Wires a run from settings: source, processing stage (built by :mod:`mattecam.stages`),
+sinks, and the live-control services."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mattecam.compositing.backgrounds import make_background
 from mattecam.config import Settings
 from mattecam.configfile import ConfigWatcher, LoadedConfig
 from mattecam.errors import ConfigError
 from mattecam.live import LiveController
-from mattecam.matte import make_refiner
 from mattecam.pipeline import Pipeline
-from mattecam.process import FrameProcessor
-from mattecam.segmentation import open_segmenter
 from mattecam.sinks import LatestFrameSink, PreviewSink, make_sink
 from mattecam.sinks.base import Sink
 from mattecam.sources import make_source
+from mattecam.stages import build_processor
 
 if TYPE_CHECKING:
     from mattecam.control.server import ControlServer
@@ -60,25 +58,7 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
         realtime=live,
         camera_format=settings.camera_format,
     )
-    with ExitStack() as stack:
-        background = make_background(settings.background, blur_strength=settings.blur_strength)
-        stack.callback(background.close)
-        segmenter = open_segmenter(settings.model, threads=settings.threads)
-        stack.pop_all()
-    refiner = make_refiner(
-        settings.refine,
-        temporal=settings.temporal,
-        radius=settings.edge_radius,
-        eps=settings.edge_eps,
-    )
-    processor = FrameProcessor(
-        segmenter,
-        refiner,
-        background,
-        mirror=settings.mirror,
-        light_wrap=settings.light_wrap,
-        crop=settings.crop,
-    )
+    processor = build_processor(settings)
     return Pipeline(source, processor, sinks, live=live, fps=fps, always_on=settings.always_on)
 
 

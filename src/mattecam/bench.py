@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import platform
@@ -21,28 +22,37 @@ import cv2
 import numpy as np
 
 from mattecam import __version__
-from mattecam.compositing.backgrounds import Background, make_background
+from mattecam.config import Settings
 from mattecam.errors import ConfigError
 from mattecam.frame import Frame, Image
 from mattecam.imaging import cover_fit
-from mattecam.matte import make_refiner
 from mattecam.metrics import Metrics, percentile
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
-from mattecam.segmentation import open_segmenter
 from mattecam.sinks import NullSink, pixel_format
 from mattecam.sinks.file import FileSink
 from mattecam.sources.base import Source
 from mattecam.sources.file import FileSource
 from mattecam.sources.mjpeg import JpegReplaySource, encode_jpeg
+from mattecam.specs import BackgroundSpec, OutputSpec
+from mattecam.stages import build_processor
 
 STAGES = ("decode", "preprocess", "inference", "refine", "composite", "convert", "write")
 
 
+#: The settings a bench report lists among its options (they shape the measured work).
+REPORTED_SETTINGS = ("model", "refine", "temporal", "crop", "edge_radius", "edge_eps",
+                     "threads", "light_wrap")  # fmt: skip
+
+
 @dataclass
 class BenchOptions:
-    """What to measure; see ``mattecam bench --help``."""
+    """What to measure; see ``mattecam bench --help``. ``settings`` are the run's own
+    (model, refinement, light wrap...), so the bench builds stages as a run does; its
+    outputs and background are the bench's: a null sink converting to ``pixel_format``,
+    and ``background`` (``image``: a generated picture, else as ``-b``)."""
 
+    settings: Settings = field(default_factory=lambda: Settings(outputs=(OutputSpec("null"),)))
     input: Path | None = None
     sizes: Sequence[tuple[int, int]] = ((1280, 720),)
     frames: int = 300
@@ -51,14 +61,6 @@ class BenchOptions:
     background: str = "image"
     pixel_format: str = "yuyv"
     live_seconds: float = 10.0
-    model: str = "landscape"
-    refine: str = "guided"
-    temporal: bool = True
-    crop: bool = True
-    edge_radius: int = 2
-    edge_eps: float = 1e-3
-    threads: int = 1
-    light_wrap: float = 0.0
     cpu_load: bool = False
     batch: bool = True
     live: bool = True
@@ -176,8 +178,10 @@ def prepare(opts: BenchOptions, size: tuple[int, int], tmp: Path) -> Prepared:
 
 
 def make_processor(opts: BenchOptions, size: tuple[int, int]) -> FrameProcessor:
-    background: Background
-    if opts.background == "image":
+    """The processing stage a run with ``opts.settings`` builds, over the bench's
+    background."""
+    background = opts.background
+    if background == "image":
         w, h = size
         gradient = np.zeros((h, w, 3), np.uint8)
         gradient[..., 0] = np.linspace(40, 220, w, dtype=np.uint8)[None, :]
@@ -185,18 +189,9 @@ def make_processor(opts: BenchOptions, size: tuple[int, int]) -> FrameProcessor:
         gradient[..., 2] = 120
         path = Path(tempfile.gettempdir()) / f"mattecam-bench-bg-{w}x{h}.png"
         cv2.imwrite(str(path), gradient)
-        background = make_background(str(path))
-    else:
-        background = make_background(opts.background)
-    return FrameProcessor(
-        open_segmenter(opts.model, threads=opts.threads),
-        make_refiner(
-            opts.refine, temporal=opts.temporal, radius=opts.edge_radius, eps=opts.edge_eps
-        ),
-        background,
-        light_wrap=opts.light_wrap,
-        crop=opts.crop,
-    )
+        background = str(path)
+    spec = BackgroundSpec.parse(background)
+    return build_processor(dataclasses.replace(opts.settings, background=spec))
 
 
 def summarise_stages(metrics: Metrics) -> dict[str, dict[str, float]]:
@@ -364,12 +359,15 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         if load is not None:
             load.kill()
             load.wait()
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    del options["settings"]
+    options.update({k: getattr(opts.settings, k) for k in REPORTED_SETTINGS})
     return {
         "version": __version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
         "python": platform.python_version(),
         "opencv": cv2.__version__,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "options": options,
         "peak_rss_mb": peak_rss_mb(),
         "results": [vars(r) for r in results],
     }

@@ -216,6 +216,13 @@ def add_matte_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def matte_settings(ns: argparse.Namespace, **more: object) -> Settings:
+    """The :class:`Settings` of ``eval`` and ``bench`` (which measure without outputs) from
+    their matte options (:func:`add_matte_options`) and ``more``."""
+    keys = ("model", "threads", "refine", "temporal", "crop", "edge_radius", "edge_eps")
+    return Settings(outputs=("null",), **{k: getattr(ns, k) for k in keys}, **more)  # type: ignore[arg-type]
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     """The parser for ``mattecam eval``."""
     p = argparse.ArgumentParser(
@@ -568,20 +575,22 @@ def run_models(argv: list[str]) -> int:
 def run_eval(argv: list[str]) -> int:
     """``mattecam eval``: score the matte on a manifest of images or on a clip."""
     from mattecam.evaluation.run import clip_samples, evaluate, manifest_samples
-    from mattecam.matte import make_refiner
-    from mattecam.segmentation import open_segmenter
+    from mattecam.stages import build_matte
 
     ns = build_eval_parser().parse_args(argv)
     setup_logging(ns.verbose)
-    refiner = make_refiner(ns.refine, temporal=ns.temporal, radius=ns.edge_radius, eps=ns.edge_eps)
+    settings = matte_settings(ns)
     temporal = ns.clip is not None
     samples = (
         clip_samples(ns.clip, limit=ns.limit)
         if temporal
         else manifest_samples(ns.manifest, subset=ns.subset, limit=ns.limit)
     )
-    with open_segmenter(ns.model, threads=ns.threads) as segmenter:
-        result = evaluate(samples, segmenter, refiner, temporal=temporal, crop=ns.crop)
+    matting = build_matte(settings)
+    try:
+        result = evaluate(samples, matting, temporal=temporal)
+    finally:
+        matting.close()
     result.update(model=ns.model, refine=ns.refine, temporal=ns.temporal and temporal, crop=ns.crop)
     if ns.json:
         print(json.dumps(result))
@@ -600,6 +609,7 @@ def run_bench(argv: list[str]) -> int:
     ns = build_bench_parser().parse_args(argv)
     setup_logging(ns.verbose)
     opts = bench.BenchOptions(
+        settings=matte_settings(ns, light_wrap=ns.light_wrap),
         input=ns.input,
         sizes=ns.size or [(1280, 720)],
         frames=ns.frames,
@@ -608,14 +618,6 @@ def run_bench(argv: list[str]) -> int:
         background=ns.background,
         pixel_format=ns.pixel_format,
         live_seconds=ns.live_seconds,
-        model=ns.model,
-        refine=ns.refine,
-        temporal=ns.temporal,
-        crop=ns.crop,
-        edge_radius=ns.edge_radius,
-        edge_eps=ns.edge_eps,
-        threads=ns.threads,
-        light_wrap=ns.light_wrap,
         cpu_load=ns.load,
         batch=ns.batch,
         live=ns.live,

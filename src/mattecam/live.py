@@ -8,21 +8,16 @@ import math
 import threading
 import time
 from collections import deque
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mattecam.compositing.backgrounds import Background, make_background
 from mattecam.config import Settings
 from mattecam.errors import ConfigError, MattecamError
 from mattecam.imaging import placeholder
-from mattecam.matte import make_refiner
-from mattecam.matte.base import Refiner
 from mattecam.metrics import percentile
 from mattecam.pipeline import Pipeline
-from mattecam.segmentation import open_segmenter
-from mattecam.segmentation.base import Segmenter
 from mattecam.sinks import LatestFrameSink
+from mattecam.stages import rebuild
 
 log = logging.getLogger(__name__)
 
@@ -131,25 +126,11 @@ class LiveController:
             return ChangeResult(tuple(live), tuple(k for k in restart if k in pending))
 
     def _apply(self, old: Settings, new: Settings, keys: set[str]) -> None:
-        background: Background | None = None
-        segmenter: Segmenter | None = None
-        refiner: Refiner | None = None
-        with ExitStack() as undo:  # closes what was built if a later build fails
-            if "background" in keys or ("blur_strength" in keys and new.background.kind == "blur"):
-                background = make_background(new.background, blur_strength=new.blur_strength)
-                undo.callback(background.close)
-            if keys & {"model", "threads"}:
-                segmenter = open_segmenter(new.model, threads=new.threads)
-                undo.callback(segmenter.close)
-            if keys & {"refine", "temporal", "edge_radius", "edge_eps"}:
-                refiner = make_refiner(
-                    new.refine, temporal=new.temporal, radius=new.edge_radius, eps=new.edge_eps
-                )
-            undo.pop_all()
+        built = rebuild(new, keys)
         self.pipeline.processor.update(
-            segmenter=segmenter,
-            refiner=refiner,
-            background=background,
+            segmenter=built.segmenter,
+            refiner=built.refiner,
+            background=built.background,
             mirror=new.mirror if "mirror" in keys else None,
             light_wrap=new.light_wrap if "light_wrap" in keys else None,
             crop=new.crop if "crop" in keys else None,

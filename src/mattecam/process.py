@@ -13,36 +13,32 @@ from mattecam.compositing.backgrounds import Background
 from mattecam.compositing.blend import Compositor, light_wrap
 from mattecam.frame import Frame
 from mattecam.matte.base import Refiner
-from mattecam.matte.framed import Matting
+from mattecam.matte.stage import MatteStage
 from mattecam.segmentation.base import Segmenter
-from mattecam.segmentation.framing import Framing
 
 
 class FrameProcessor:
-    """Turns a camera frame into the composited output frame.
+    """Turns a camera frame into the composited output frame: mirror, matte (the
+    :class:`~mattecam.matte.stage.MatteStage`), background, blend.
 
     Owned by the processing thread. The output frame keeps the input's ``seq``, ``t_capture``
     and ``pts`` and adds per-stage timings in milliseconds: ``preprocess``, ``inference``,
     ``refine``, ``composite`` (background rendering included).
 
     Live changes: :meth:`update` may be called from any thread with new, ready-built stages
-    or settings; they take effect at the next frame boundary, and the stages they replace
-    are closed on the processing thread. Nothing else is reopened.
+    or settings; they take effect at the next frame boundary, on the processing thread,
+    where the stages they replace are closed. Nothing else is reopened.
     """
 
     def __init__(
         self,
-        segmenter: Segmenter,
-        refiner: Refiner,
+        matting: MatteStage,
         background: Background,
         *,
         mirror: bool = False,
         light_wrap: float = 0.0,
-        crop: bool = True,
     ) -> None:
-        self.segmenter = segmenter
-        self.refiner = refiner
-        self.matting = Matting(Framing(enabled=crop))
+        self.matting = matting
         self.background = background
         self.mirror = mirror
         self.light_wrap = light_wrap
@@ -63,15 +59,13 @@ class FrameProcessor:
         """Queue changes for the next frame (any thread). A later call for the same item
         before that frame replaces the earlier one, which is then closed."""
         changes = {
-            k: v
-            for k, v in (("segmenter", segmenter), ("refiner", refiner),
-                         ("background", background), ("mirror", mirror),
-                         ("light_wrap", light_wrap),
-                         ("matting", None if crop is None else Matting(Framing(enabled=crop))))
-            if v is not None
+            "segmenter": segmenter, "refiner": refiner, "background": background,
+            "mirror": mirror, "light_wrap": light_wrap, "crop": crop,
         }  # fmt: skip
         with self._lock:
             for key, value in changes.items():
+                if value is None:
+                    continue
                 superseded = self._pending.get(key)
                 if superseded is not None and hasattr(superseded, "close"):
                     superseded.close()
@@ -80,16 +74,20 @@ class FrameProcessor:
     def _apply_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        mirrored = "mirror" in pending and pending["mirror"] != self.mirror
-        if mirrored:
-            self.matting.reset()  # the person's crop is mirrored too
-        if mirrored or "matting" in pending:
-            self.refiner.reset()  # its state was in the old crop's (or image's) coordinates
-        for key, value in pending.items():
-            old = getattr(self, key)
-            setattr(self, key, value)
-            if old is not value and hasattr(old, "close"):
-                old.close()
+        self.matting.swap(
+            segmenter=pending.get("segmenter"),
+            refiner=pending.get("refiner"),
+            crop=pending.get("crop"),
+        )
+        if "mirror" in pending and pending["mirror"] != self.mirror:
+            self.mirror = pending["mirror"]
+            self.matting.reset()  # the person's place and the temporal state are mirrored
+        if "light_wrap" in pending:
+            self.light_wrap = pending["light_wrap"]
+        background = pending.get("background")
+        if background is not None and background is not self.background:
+            old, self.background = self.background, background
+            old.close()
 
     def process(self, frame: Frame) -> Frame:
         if self._pending:
@@ -100,7 +98,7 @@ class FrameProcessor:
             image = np.asarray(cv2.flip(image, 1), np.uint8)
         if not self.background.replaces:
             return Frame(image, frame.seq, frame.t_capture, frame.pts, timings)
-        matte = self.matting.matte(image, self.segmenter, self.refiner, timings)
+        matte = self.matting.matte(image, timings)
         t3 = time.perf_counter()
         bg = self.background.render(image, matte)
         out = self._compositor.composite(image, bg, matte)
@@ -113,5 +111,5 @@ class FrameProcessor:
     def close(self) -> None:
         """Release the model and the background, and anything still queued."""
         self._apply_pending()
-        self.segmenter.close()
+        self.matting.close()
         self.background.close()

@@ -14,10 +14,7 @@ import numpy as np
 from mattecam.errors import InputNotFoundError, UnsupportedFormatError
 from mattecam.evaluation.metrics import MetricAccumulator
 from mattecam.frame import Image
-from mattecam.matte.base import Refiner
-from mattecam.matte.framed import Matting
-from mattecam.segmentation.base import Segmenter
-from mattecam.segmentation.framing import Framing
+from mattecam.matte.stage import MatteStage
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,28 +75,21 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 
 def evaluate(
-    samples: Iterator[Sample],
-    segmenter: Segmenter,
-    refiner: Refiner,
-    *,
-    temporal: bool,
-    crop: bool = True,
+    samples: Iterator[Sample], matting: MatteStage, *, temporal: bool
 ) -> dict[str, float | int | str | None]:
-    """Run every sample through framing, segmenter and refiner exactly as the live pipeline
-    does (in order, keeping temporal and framing state when ``temporal``; a still image is
-    located first, then segmented on its crop) and summarise the metrics, with median
-    milliseconds per stage."""
-    matting = Matting(Framing(enabled=crop))
+    """Run every sample through the matte stage exactly as the live pipeline does (in
+    order, keeping temporal and framing state when ``temporal``; a still image is located
+    first, then segmented on its crop) and summarise the metrics, with median milliseconds
+    per stage."""
     acc = MetricAccumulator(temporal=temporal)
     infer_ms: list[float] = []
     refine_ms: list[float] = []
     size = (0, 0)
     for s in samples:
         if not temporal:
-            refiner.reset()
             matting.reset()
         timings: dict[str, float] = {}
-        matte = matting.matte(s.image, segmenter, refiner, timings)
+        matte = matting.matte(s.image, timings)
         infer_ms.append(timings["preprocess"] + timings["inference"])
         refine_ms.append(timings["refine"])
         acc.add(matte, s.mask)

@@ -34,7 +34,7 @@ class Refiner(ABC):
 
     def reframe(self, matrix: NDArray[np.float64]) -> None:
         """The model's input moved to another part of the frame (see
-        :class:`~mattecam.segmentation.framing.Framing`): ``matrix`` (2x3, for
+        :class:`~mattecam.matte.framing.Framing`): ``matrix`` (2x3, for
         ``cv2.warpAffine``) takes the previous mask's pixels to the next one's. Refiners
         with temporal state remap it; the default forgets it."""
         self.reset()
