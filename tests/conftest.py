@@ -1,8 +1,14 @@
-"""Shared fixtures: data paths, the real model, and synthetic clips made in tmp_path."""
+"""Shared fixtures: a hermetic session environment, data paths, the real models, and
+synthetic clips made in tmp_path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,27 +28,151 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The user's model cache (fetched once through the real code path if empty)."""
+@dataclass(frozen=True)
+class Hermetic:
+    """Where this test session keeps what mattecam would otherwise read or write in the
+    user's home, and where the user's own files are (read, never written)."""
+
+    root: Path
+    """The session directory holding HOME and the XDG directories (see ``SESSION_DIRS``)."""
+    models: Path
+    """``$MATTECAM_CACHE_DIR``: the session's model cache, holding verified models."""
+    real_home: Path
+    """The user's home as it was before the session changed ``$HOME``."""
+    real_models: Path
+    """The user's model cache as it resolved before the change (its files are copied)."""
+
+
+#: Each variable mattecam (configfile, control/paths, segmentation/models, service) reads to
+#: find the user's files, and its directory under ``Hermetic.root``.
+SESSION_DIRS = {
+    "HOME": "home",
+    "XDG_CONFIG_HOME": "config",
+    "XDG_CACHE_HOME": "cache",
+    "XDG_DATA_HOME": "data",
+    "XDG_STATE_HOME": "state",
+    "XDG_RUNTIME_DIR": "runtime",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Hermetic]:
+    """Point HOME, the XDG directories and the model cache at session directories, for this
+    process and every ``python -m mattecam`` it starts: no test reads the user's config file
+    (it would change what a test runs) or writes into the user's home or cache."""
     from mattecam.segmentation import models
 
-    models.fetch()
-    return models.cache_dir()
+    # Resolved before anything changes, so the user's own MATTECAM_CACHE_DIR, XDG_CACHE_HOME
+    # and pip config count.
+    real_home = Path.home()
+    real_models = models.cache_dir()
+    pip_config = _user_pip_config(real_home)
+    root = tmp_path_factory.mktemp("env", numbered=False)
+    mp = pytest.MonkeyPatch()
+    try:
+        for name, sub in SESSION_DIRS.items():
+            (root / sub).mkdir(mode=0o700)
+            mp.setenv(name, str(root / sub))
+        session_models = _session_model_dir(pytestconfig, root)
+        mp.setenv("MATTECAM_CACHE_DIR", str(session_models))
+        # Not the user's state, so passed on: the VM image tests/vm/build.sh made (the
+        # harness looks for it under $HOME), and how pip reaches PyPI (a mirror, a proxy's
+        # certificate) for the models fetch.
+        if not os.environ.get("MATTECAM_VM_CACHE"):
+            mp.setenv("MATTECAM_VM_CACHE", str(real_home / ".cache" / "mattecam-vm"))
+        if pip_config is not None and "PIP_CONFIG_FILE" not in os.environ:
+            mp.setenv("PIP_CONFIG_FILE", str(pip_config))
+        _stock_models(real_models)
+        yield Hermetic(root, session_models, real_home, real_models)
+    finally:
+        mp.undo()
+
+
+def _session_model_dir(config: pytest.Config, root: Path) -> Path:
+    """``mattecam-models`` in the checkout's pytest cache (``.pytest_cache/d/``, there even
+    with ``-p no:cacheprovider``), else, if the checkout is read-only, under ``root``.
+
+    Not under /tmp: the VM tests hand ``$MATTECAM_CACHE_DIR`` to a qemu guest that sees the
+    host's files but an empty /tmp, and the checkout is always visible there. Kept between
+    runs (git-ignored), so a user without models downloads them once, not every session;
+    ``_stock_models`` checks every file's sha256 each session.
+    """
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    with contextlib.suppress(OSError):
+        if cache is not None:
+            path: Path = cache.mkdir("mattecam-models")
+        else:
+            path = config.rootpath / ".pytest_cache" / "d" / "mattecam-models"
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+    path = root / "cache" / "mattecam" / "models"
+    path.mkdir(parents=True)
+    return path
+
+
+def _user_pip_config(home: Path) -> Path | None:
+    """The user's pip config file (pip's user location), if there is one."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    for path in (base / "pip" / "pip.conf", home / ".pip" / "pip.conf"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _stock_models(source: Path) -> None:
+    """Fill the session's model cache (``$MATTECAM_CACHE_DIR``) with verified models: copies
+    of the files in ``source`` (the user's cache) that pass ``models.verify``, and what is
+    still missing fetched like ``mattecam models fetch`` does. A failed fetch is left to the
+    ``model_cache`` fixture to report, so tests that need no model still run offline."""
+    from mattecam.errors import ModelError
+    from mattecam.segmentation import models
+
+    target = models.cache_dir()
+    for info in models.MODELS.values():
+        dest = target / info.filename
+        src = source / info.filename
+        with contextlib.suppress(OSError):
+            if models.verify(info, dest) or not models.verify(info, src):
+                continue
+            # A copy, not a link: nothing a test does to it can reach the user's file. Written
+            # beside it and renamed, as models.fetch does, for a session running alongside.
+            fd, name = tempfile.mkstemp(dir=target, prefix=".part-")
+            os.close(fd)
+            part = Path(name)
+            try:
+                shutil.copyfile(src, part)
+                part.replace(dest)
+            finally:
+                part.unlink(missing_ok=True)
+    with contextlib.suppress(ModelError):
+        models.fetch()  # downloads only when a model is still missing or corrupt
+
+
+@pytest.fixture(scope="session")
+def model_cache(hermetic: Hermetic) -> Path:
+    """The session's model cache, with both models verified (fetched if they could not be
+    copied from the user's cache; a ``ModelError`` says how to fix it when that fails)."""
+    from mattecam.segmentation import models
+
+    models.fetch()  # checks both sha256 sums; downloads only what is missing
+    assert models.cache_dir() == hermetic.models
+    return hermetic.models
 
 
 @pytest.fixture(scope="session")
 def landscape_model(model_cache: Path) -> Path:
     from mattecam.segmentation import models
 
-    return models.cached_path(models.MODELS["landscape"])
+    return model_cache / models.MODELS["landscape"].filename
 
 
 @pytest.fixture(scope="session")
 def general_model(model_cache: Path) -> Path:
     from mattecam.segmentation import models
 
-    return models.cached_path(models.MODELS["general"])
+    return model_cache / models.MODELS["general"].filename
 
 
 def write_clip(
