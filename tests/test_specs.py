@@ -13,6 +13,7 @@ from mattecam.compositing.backgrounds import BACKGROUNDS, BlurBackground, ColorB
 from mattecam.config import Settings
 from mattecam.errors import ConfigError
 from mattecam.sinks import SINKS, FileSink, NullSink, V4L2LoopbackSink, make_sink
+from mattecam.sources import SOURCES
 from mattecam.specs import BACKGROUND_KINDS, BackgroundSpec, InputSpec, OutputSpec
 
 
@@ -86,6 +87,7 @@ def test_every_kind_has_a_factory() -> None:
     assert set(BACKGROUNDS) == set(BACKGROUND_KINDS)
     kinds = typing.get_args(typing.get_type_hints(OutputSpec)["kind"])
     assert set(SINKS) == set(kinds)
+    assert set(SOURCES) == set(typing.get_args(typing.get_type_hints(InputSpec)["kind"]))
     assert isinstance(BACKGROUNDS["blur"](BackgroundSpec("blur"), 20.0), BlurBackground)
     colour = BACKGROUNDS["color"](BackgroundSpec.parse("red"), 12.0)
     assert isinstance(colour, ColorBackground) and colour.bgr == (0, 0, 255)
