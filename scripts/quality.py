@@ -27,8 +27,10 @@ CONFIGS = {
 def evaluate(args: list[str]) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, "-m", "mattecam", "eval", *args, "--json"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return dict(json.loads(out.stdout))
 
 

@@ -27,9 +27,22 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_help_explains_every_option() -> None:
     r = run("--help")
     assert r.returncode == 0
-    for opt in ("--input", "--output", "--preview", "--background", "--blur", "--width",
-                "--height", "--fps", "--loop", "--model", "--camera-format", "--mirror",
-                "--verbose", "models"):  # fmt: skip
+    for opt in (
+        "--input",
+        "--output",
+        "--preview",
+        "--background",
+        "--blur",
+        "--width",
+        "--height",
+        "--fps",
+        "--loop",
+        "--model",
+        "--camera-format",
+        "--mirror",
+        "--verbose",
+        "models",
+    ):
         assert opt in r.stdout, opt
     assert "null" in r.stdout and "blur" in r.stdout
     assert run("models", "--help").returncode == 0
@@ -102,8 +115,21 @@ def test_every_background_kind_runs(tmp_path: Path, background: str, model_cache
 
         arg = str(write_clip(tmp_path / "bg.mp4", n=4, draw=flat))
     out = tmp_path / "out.mkv"
-    r = run("-i", str(clip), "-o", str(out), "-b", arg, "--width", "128", "--height", "72",
-            "--model", "general", "--mirror")  # fmt: skip
+    r = run(
+        "-i",
+        str(clip),
+        "-o",
+        str(out),
+        "-b",
+        arg,
+        "--width",
+        "128",
+        "--height",
+        "72",
+        "--model",
+        "general",
+        "--mirror",
+    )
     assert r.returncode == 0, r.stderr
     frames = read_frames(out)
     assert len(frames) == 12
@@ -144,27 +170,40 @@ BAD_INPUTS = {  # case: (arguments, words the message must hold, exit code: 2 us
     "not a video": (["-i", "{tmp}/text.mp4", "-o", "{tmp}/o.mp4"], "not a video", 2),
     "zero frames": (["-i", "{tmp}/empty.mp4", "-o", "{tmp}/o.mp4"], "no video", 2),
     "missing camera": (["-i", "/dev/video77", "-o", "{tmp}/o.mp4"], "mattecam devices", 2),
-    "missing background": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/bg.jpg"],
-                           "does not exist", 2),
-    "background not an image": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/text.png"],
-                                "not an image", 2),
-    "missing model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/m.tflite"],
-                      "does not exist", 2),
-    "unknown model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "foo"],
-                      "unknown model", 2),
-    "corrupt model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/text.tflite"],
-                      "cannot load", 2),
-    "missing config": (["-i", "{clip}", "-o", "null", "--config", "{tmp}/c.toml"],
-                       "does not exist", 2),
-    "output dir missing": (["-i", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"],
-                           "does not exist", 2),
+    "missing background": (
+        ["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/bg.jpg"],
+        "does not exist",
+        2,
+    ),
+    "background not an image": (
+        ["-i", "{clip}", "-o", "{tmp}/o.mp4", "-b", "{tmp}/text.png"],
+        "not an image",
+        2,
+    ),
+    "missing model": (
+        ["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/m.tflite"],
+        "does not exist",
+        2,
+    ),
+    "unknown model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "foo"], "unknown model", 2),
+    "corrupt model": (
+        ["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/text.tflite"],
+        "cannot load",
+        2,
+    ),
+    "missing config": (
+        ["-i", "{clip}", "-o", "null", "--config", "{tmp}/c.toml"],
+        "does not exist",
+        2,
+    ),
+    "output dir missing": (["-i", "{clip}", "-o", "{tmp}/no/such/dir/o.mp4"], "does not exist", 2),
     "output not writable": (["-i", "{clip}", "-o", "/proc/o.mp4"], "writable location", 1),
     "output type": (["-i", "{clip}", "-o", "{tmp}/o.txt"], "unknown output", 2),
     "no output": (["-i", "{clip}"], "no output", 2),
     "bad colour": (["-i", "{clip}", "-o", "null", "-b", "notacolour"], "neither a file", 2),
     "bad size": (["-i", "{clip}", "-o", "null", "--width", "3"], "--width", 2),
     "blur out of range": (["-i", "{clip}", "-o", "null", "--blur", "200"], "--blur", 2),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -203,8 +242,10 @@ def test_signal_stops_cleanly_and_finalises_the_file(
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen(
         [*MATTECAM, "-i", str(clip), "--loop", "-o", str(out), "-v"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until frames flow

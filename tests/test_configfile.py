@@ -45,9 +45,14 @@ def test_values_are_typed_like_the_settings(tmp_path: Path) -> None:
     values = configfile.read(path)
     assert values == {
         "outputs": (OutputSpec("camera", "/dev/video10"), OutputSpec("null")),
-        "background": BackgroundSpec("blur"), "blur_strength": 30.0,
-        "mirror": True, "width": 1280, "fps": 30.0, "control": True, "control_port": 9000,
-    }  # fmt: skip
+        "background": BackgroundSpec("blur"),
+        "blur_strength": 30.0,
+        "mirror": True,
+        "width": 1280,
+        "fps": 30.0,
+        "control": True,
+        "control_port": 9000,
+    }
     assert isinstance(values["blur_strength"], float)
     s = configfile.merge(values, {})
     assert tuple(map(str, s.outputs)) == ("/dev/video10", "null") and s.control_port == 9000
@@ -241,8 +246,19 @@ def test_config_edit_applies_live_without_interrupting_output(
     clip = write_clip(tmp_path / "clip.mp4", n=20, fps=FPS)
     path = write(configfile.default_path(), 'background = "green"\n')
     settings = live_settings(clip, background="green")
-    flags = {k: getattr(settings, k) for k in ("input", "outputs", "loop", "fps", "refine",
-                                               "temporal", "control", "control_port")}  # fmt: skip
+    flags = {
+        k: getattr(settings, k)
+        for k in (
+            "input",
+            "outputs",
+            "loop",
+            "fps",
+            "refine",
+            "temporal",
+            "control",
+            "control_port",
+        )
+    }
     loaded = configfile.load(flags)
     assert loaded.path == path
     with running(loaded.settings, config=loaded) as (session, sink):
@@ -272,8 +288,16 @@ def test_config_edit_applies_live_without_interrupting_output(
 
 def test_help_explains_the_live_control_options() -> None:
     text = cli.build_parser().format_help()
-    wanted = ["--config", "--control", "--control-port", "--no-mirror", "--no-temporal",
-              "config.toml", "mattecam ctl", "mattecam doctor",
-              "mattecam install-service"]  # fmt: skip
+    wanted = [
+        "--config",
+        "--control",
+        "--control-port",
+        "--no-mirror",
+        "--no-temporal",
+        "config.toml",
+        "mattecam ctl",
+        "mattecam doctor",
+        "mattecam install-service",
+    ]
     for opt in wanted:
         assert opt in text, opt

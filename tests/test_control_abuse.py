@@ -41,8 +41,9 @@ def controller(
     """A real controller over a pipeline that never runs (no frames, no CPU spent)."""
     root = tmp_path_factory.mktemp("abuse")
     clip = write_clip(root / "clip.mp4", n=4)
-    settings = Settings(input=str(clip), outputs=("null",), background="green",
-                        refine="bilinear", temporal=False)  # fmt: skip
+    settings = Settings(
+        input=str(clip), outputs=("null",), background="green", refine="bilinear", temporal=False
+    )
     session = LiveSession(settings)
     try:
         yield session.controller
@@ -82,8 +83,12 @@ def post(
 
 def head_of(port: int, method: str, path: str, *headers: str) -> bytes:
     """A request head with this server's Host and token, and ``headers`` ("Name: value")."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"X-Mattecam-Token: {TOKEN}",
-             *headers]  # fmt: skip
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        f"X-Mattecam-Token: {TOKEN}",
+        *headers,
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -205,8 +210,9 @@ def test_slow_clients_hold_no_thread_and_are_cut_at_the_deadline(server: Control
     try:
         for _ in range(30):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            s.sendall(f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Slow: "
-                      .encode())  # fmt: skip
+            s.sendall(
+                f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Slow: ".encode()
+            )
             slow.append(s)
         connected = time.monotonic()
         time.sleep(0.5)
@@ -247,8 +253,10 @@ def test_slow_clients_hold_no_thread_and_are_cut_at_the_deadline(server: Control
 def test_connections_beyond_the_limit_are_answered_503_at_once(server: ControlServer) -> None:
     from mattecam.control.server import MAX_CONNECTIONS
 
-    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            for _ in range(MAX_CONNECTIONS)]  # fmt: skip
+    idle = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        for _ in range(MAX_CONNECTIONS)
+    ]
     try:
         wait_until = time.monotonic() + 5
         while len(server._httpd._connections) < MAX_CONNECTIONS:
@@ -319,9 +327,10 @@ def test_a_huge_picture_in_the_library_is_never_decoded(server: ControlServer) -
     with PeakRss() as mem:
         thumbnail = get(server.port, "/api/backgrounds/huge.png")
         background = post(
-            server.port, "/api/background", json.dumps({"kind": "image", "name": "huge.png"})
-            .encode(),
-        )  # fmt: skip
+            server.port,
+            "/api/background",
+            json.dumps({"kind": "image", "name": "huge.png"}).encode(),
+        )
     assert mem.growth_mb < 100, mem.growth_mb
     assert thumbnail[0] == 413, thumbnail
     assert background[0] == 413, background
@@ -350,20 +359,30 @@ def _jpeg_sof(data: bytes) -> int:
 @pytest.mark.parametrize(
     ("name", "make", "bomb"),
     [
-        ("png", lambda: _encoded(".png", (37, 23)),
-         lambda d: _patch(d, 16, ">II", 20000, 20000)),
-        ("jpeg", lambda: _encoded(".jpg", (37, 23)),
-         lambda d: _patch(d, _jpeg_sof(d) + 5, ">HH", 20000, 20000)),
-        ("progressive jpeg", lambda: _encoded(".jpg", (37, 23), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
-         lambda d: _patch(d, _jpeg_sof(d) + 5, ">HH", 20000, 20000)),
-        ("webp", lambda: _encoded(".webp", (37, 23), [cv2.IMWRITE_WEBP_QUALITY, 90]),
-         lambda d: _patch(d, 26, "<HH", 16000, 16000)),
-        ("lossless webp", lambda: _encoded(".webp", (37, 23), [cv2.IMWRITE_WEBP_QUALITY, 101]),
-         lambda d: _patch(d, 21, "<I", (16000 - 1) | (16000 - 1) << 14)),
-        ("bmp", lambda: _encoded(".bmp", (37, 23)),
-         lambda d: _patch(d, 18, "<ii", 20000, -20000)),
+        ("png", lambda: _encoded(".png", (37, 23)), lambda d: _patch(d, 16, ">II", 20000, 20000)),
+        (
+            "jpeg",
+            lambda: _encoded(".jpg", (37, 23)),
+            lambda d: _patch(d, _jpeg_sof(d) + 5, ">HH", 20000, 20000),
+        ),
+        (
+            "progressive jpeg",
+            lambda: _encoded(".jpg", (37, 23), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+            lambda d: _patch(d, _jpeg_sof(d) + 5, ">HH", 20000, 20000),
+        ),
+        (
+            "webp",
+            lambda: _encoded(".webp", (37, 23), [cv2.IMWRITE_WEBP_QUALITY, 90]),
+            lambda d: _patch(d, 26, "<HH", 16000, 16000),
+        ),
+        (
+            "lossless webp",
+            lambda: _encoded(".webp", (37, 23), [cv2.IMWRITE_WEBP_QUALITY, 101]),
+            lambda d: _patch(d, 21, "<I", (16000 - 1) | (16000 - 1) << 14),
+        ),
+        ("bmp", lambda: _encoded(".bmp", (37, 23)), lambda d: _patch(d, 18, "<ii", 20000, -20000)),
     ],
-)  # fmt: skip
+)
 def test_picture_size_is_read_from_the_header(
     name: str, make: object, bomb: object, tmp_path: Path
 ) -> None:
@@ -389,8 +408,13 @@ def test_pictures_up_to_the_limits_are_accepted(tmp_path: Path) -> None:
     for w, h in ((MAX_SIDE + 1, 10), (10, MAX_SIDE + 1), (MAX_SIDE, MAX_PIXELS // MAX_SIDE + 1)):
         with pytest.raises(ValueError, match=f"{w}x{h}"):
             check_picture(_patch(wide, 16, ">II", w, h))
-    for junk in (b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0" + bytes(20), b"BM" + bytes(10),
-                 b"RIFF\0\0\0\0WEBPVP8 " + bytes(4)):  # fmt: skip
+    for junk in (
+        b"",
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff\xe0" + bytes(20),
+        b"BM" + bytes(10),
+        b"RIFF\0\0\0\0WEBPVP8 " + bytes(4),
+    ):
         assert picture_size(junk) is None
         with pytest.raises(ValueError, match="JPEG, PNG, WebP or BMP"):
             check_picture(junk)
@@ -404,8 +428,11 @@ def test_deeply_nested_json_is_a_400(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="mattecam")
     before = server.controller.settings.background
-    for body in (b"[" * 60000, b'{"kind": ' + b"[" * 1000 + b"]" * 1000 + b"}",
-                 b'{"mirror": ' + b'{"a": ' * 40 + b"1" + b"}" * 41):  # fmt: skip
+    for body in (
+        b"[" * 60000,
+        b'{"kind": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"mirror": ' + b'{"a": ' * 40 + b"1" + b"}" * 41,
+    ):
         for path in ("/api/pause", "/api/settings", "/api/background"):
             status, data = post(server.port, path, body)
             assert status == 400, (path, body[:20], data)
@@ -423,8 +450,9 @@ def test_a_short_body_is_a_4xx_at_the_deadline(
     500 with a traceback); if the client ends its side, 400 at once."""
     caplog.set_level(logging.DEBUG, logger="mattecam")
     port = server.port
-    head = head_of(port, "POST", "/api/pause", "Content-Type: application/json",
-                   "Content-Length: 100")  # fmt: skip
+    head = head_of(
+        port, "POST", "/api/pause", "Content-Type: application/json", "Content-Length: 100"
+    )
     status, data, elapsed = exchange(port, head + b'{"kind":', timeout=REQUEST_TIMEOUT + 2 * SLACK)
     assert status == 408, data
     assert elapsed < REQUEST_TIMEOUT + SLACK
@@ -437,8 +465,13 @@ def test_a_short_body_is_a_4xx_at_the_deadline(
 def test_malformed_content_length_is_a_400(server: ControlServer) -> None:
     port = server.port
     for lengths in (["abc"], ["-1"], ["1_0"], ["+2"], ["0x2"], ["2", "3"], ["9" * 40]):
-        head = head_of(port, "POST", "/api/pause", "Content-Type: application/json",
-                       *(f"Content-Length: {n}" for n in lengths))  # fmt: skip
+        head = head_of(
+            port,
+            "POST",
+            "/api/pause",
+            "Content-Type: application/json",
+            *(f"Content-Length: {n}" for n in lengths),
+        )
         status, data, elapsed = exchange(port, head + b"{}", timeout=SLACK)
         assert status in (400, 413), (lengths, data)
         assert elapsed < SLACK
@@ -462,20 +495,35 @@ def test_an_unexpected_error_is_a_500_with_one_log_line(
 
 def test_odd_values_in_every_field_are_never_a_500(server: ControlServer) -> None:
     """Some of these are valid (200) and change the settings; none is a 500."""
-    odd: list[object] = [None, [], {}, "", "x" * 5000, -1, 10**30, 1e308, 0.5, [[1]],
-                         {"a": "b"}]  # fmt: skip
+    odd: list[object] = [None, [], {}, "", "x" * 5000, -1, 10**30, 1e308, 0.5, [[1]], {"a": "b"}]
     fields = {
-        "/api/settings": ["mirror", "blur_strength", "threads", "refine", "edge_radius",
-                          "edge_eps", "light_wrap", "crop", "temporal", "model", "zzz"],
+        "/api/settings": [
+            "mirror",
+            "blur_strength",
+            "threads",
+            "refine",
+            "edge_radius",
+            "edge_eps",
+            "light_wrap",
+            "crop",
+            "temporal",
+            "model",
+            "zzz",
+        ],
         "/api/background": ["kind", "name", "color", "strength"],
         "/api/pause": ["kind"],
-    }  # fmt: skip
+    }
     for path, keys in fields.items():
         for key in keys:
             for value in odd:
-                payload = {key: value} if path != "/api/background" or key == "kind" else {
-                    "kind": "image" if key == "name" else "color" if key == "color" else "blur",
-                    key: value}  # fmt: skip
+                payload = (
+                    {key: value}
+                    if path != "/api/background" or key == "kind"
+                    else {
+                        "kind": "image" if key == "name" else "color" if key == "color" else "blur",
+                        key: value,
+                    }
+                )
                 status, data = post(server.port, path, json.dumps(payload).encode())
                 assert status < 500, (path, payload, data)  # some are valid: 200
     status, _ = post(server.port, "/api/pause", b"[1]")

@@ -55,8 +55,16 @@ def test_limited_range_bt601() -> None:
 
 
 #: BGR colour patches; BT.601 limited-range YUV computed from first principles below.
-PATCHES = [(0, 0, 0), (255, 255, 255), (0, 0, 255), (0, 255, 0), (255, 0, 0), (51, 102, 255),
-           (128, 128, 128), (200, 60, 20)]  # fmt: skip
+PATCHES = [
+    (0, 0, 0),
+    (255, 255, 255),
+    (0, 0, 255),
+    (0, 255, 0),
+    (255, 0, 0),
+    (51, 102, 255),
+    (128, 128, 128),
+    (200, 60, 20),
+]
 
 
 def bt601_limited(bgr: tuple[int, int, int]) -> tuple[float, float, float]:

@@ -19,8 +19,7 @@ def levels(findings: list[Finding]) -> list[str]:
 
 
 def loopback(path: str = "/dev/video10", *, output: bool = True, error: str = "") -> Device:
-    return Device(Path(path), card="mattecam", driver="v4l2 loopback", output=output,
-                  error=error)  # fmt: skip
+    return Device(Path(path), card="mattecam", driver="v4l2 loopback", output=output, error=error)
 
 
 def camera(path: str = "/dev/video0", formats: dict[str, list[str]] | None = None) -> Device:
@@ -77,10 +76,13 @@ def test_virtual_camera_devices() -> None:
     (f,) = doctor.check_loopback_devices([], module_loaded=True)
     assert f.level == "fail" and "no devices" in f.message
     found = doctor.check_loopback_devices(
-        [loopback(), loopback("/dev/video11", output=False),
-         loopback("/dev/video12", error="Permission denied")],
+        [
+            loopback(),
+            loopback("/dev/video11", output=False),
+            loopback("/dev/video12", error="Permission denied"),
+        ],
         module_loaded=True,
-    )  # fmt: skip
+    )
     assert levels(found) == ["ok", "warn", "fail"]
     assert "'mattecam'" in found[0].message and "/dev/video10" in found[0].message
     assert "in use" in found[1].message and "fuser" in found[1].fix
@@ -156,8 +158,12 @@ def test_report_prints_a_fix_under_each_problem() -> None:
     )
     lines = text.splitlines()
     assert lines[0] == "ok    a: fine"
-    assert lines[1:5] == ["FAIL  b: broken", "      fix: do this", "WARN  c: odd",
-                          "      fix: do that"]  # fmt: skip
+    assert lines[1:5] == [
+        "FAIL  b: broken",
+        "      fix: do this",
+        "WARN  c: odd",
+        "      fix: do that",
+    ]
     assert "1 problem(s) and 1 warning(s)" in lines[-1]
     assert "everything" in doctor.format_report([Finding("ok", "a", "fine")])
 
@@ -186,8 +192,11 @@ def test_run_checks_on_a_made_up_machine(
 def test_the_command_on_this_machine() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "mattecam", "doctor"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = r.stdout.splitlines()
     assert any(line.startswith(("ok", "FAIL", "WARN", "note")) for line in lines)
     problems = [i for i, line in enumerate(lines) if line.startswith(("FAIL", "WARN"))]

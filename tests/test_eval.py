@@ -22,8 +22,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_eval_manifest_json(shared_data: Path, model_cache: Path) -> None:
     manifest = shared_data / "portraits" / "manifest.csv"
-    r = run("--manifest", str(manifest), "--set", "eg1800_train", "--limit", "8",
-            "--model", "general", "--json")  # fmt: skip
+    r = run(
+        "--manifest",
+        str(manifest),
+        "--set",
+        "eg1800_train",
+        "--limit",
+        "8",
+        "--model",
+        "general",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["n"] == 8
@@ -48,8 +57,17 @@ def test_refinement_beats_raw_on_portraits(shared_data: Path, model_cache: Path)
     """A quality regression guard: the default refinement must stay ahead of the plain
     bilinear enlargement of the model's mask in both IoU and boundary F."""
     manifest = shared_data / "portraits" / "manifest.csv"
-    common = ["--manifest", str(manifest), "--set", "eg1800_train", "--limit", "60",
-              "--model", "general", "--json"]  # fmt: skip
+    common = [
+        "--manifest",
+        str(manifest),
+        "--set",
+        "eg1800_train",
+        "--limit",
+        "60",
+        "--model",
+        "general",
+        "--json",
+    ]
     raw = json.loads(run(*common, "--refine", "bilinear", "--no-temporal", "--no-crop").stdout)
     refined = json.loads(run(*common).stdout)
     assert refined["iou"] > raw["iou"]

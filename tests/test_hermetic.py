@@ -60,9 +60,12 @@ def test_subprocesses_resolve_every_path_in_the_session(hermetic: Hermetic) -> N
     """What ``python -m mattecam`` would read (the config file) or write (control page files,
     uploads, the service unit, models) is in the session's directories."""
     r = subprocess.run(
-        [sys.executable, "-c", PATHS_SCRIPT], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", PATHS_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=True,
-    )  # fmt: skip
+    )
     got = {k: Path(v) for k, v in json.loads(r.stdout).items()}
     assert got["home"] == hermetic.root / "home"
     assert got["config"] == hermetic.root / "config" / "mattecam" / "config.toml"
@@ -75,8 +78,11 @@ def test_subprocesses_resolve_every_path_in_the_session(hermetic: Hermetic) -> N
 def test_mattecam_models_reports_the_session_cache(model_cache: Path, hermetic: Hermetic) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "mattecam", "models", "verify"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == f"cache: {hermetic.models}"
     assert r.stdout.count("ok (sha256 verified)") == len(models.MODELS)

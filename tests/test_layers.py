@@ -88,8 +88,13 @@ def test_the_import_scan_sees_every_kind_of_import() -> None:
     )
     found = imported_parts(text, "mattecam.compositing")
     assert found == {
-        "frame": 3, "bench": 4, "compositing": 5, "sinks": 6, "control": 8, "sources": 10
-    }  # fmt: skip
+        "frame": 3,
+        "bench": 4,
+        "compositing": 5,
+        "sinks": 6,
+        "control": 8,
+        "sources": 10,
+    }
 
 
 def test_the_parts_named_here_exist() -> None:

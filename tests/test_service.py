@@ -53,8 +53,14 @@ def test_unit_text() -> None:
     assert sections == ["[Unit]", "[Service]", "[Install]"]
     exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     assert unquote(exec_line.removeprefix("ExecStart=")) == [
-        "/opt/py", "-m", "mattecam", "-o", "/dev/video10", "-b", "my bg.jpg",
-    ]  # fmt: skip
+        "/opt/py",
+        "-m",
+        "mattecam",
+        "-o",
+        "/dev/video10",
+        "-b",
+        "my bg.jpg",
+    ]
     assert "Restart=on-failure" in text and "WantedBy=default.target" in text
     assert "SuccessExitStatus=129 130 143" in text  # a clean stop by signal is no failure
 
@@ -78,12 +84,19 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     fake = bin_dir / "systemctl"
     fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'systemctl-called'}\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"),
-           "PATH": f"{bin_dir}:{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
     return subprocess.run(
         [sys.executable, "-m", "mattecam", "install-service", *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_command_writes_unit_and_prints_how_to_enable(tmp_path: Path) -> None:

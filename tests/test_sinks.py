@@ -168,10 +168,20 @@ def test_preview_shows_frames_and_quits_on_q(xvfb: str) -> None:
         assert not sink.stop_requested
         if shutil.which("xdotool"):
             subprocess.run(
-                ["xdotool", "search", "--sync", "--name", "mattecam-test", "windowfocus",
-                 "--sync", "key", "q"],
-                check=True, timeout=10,
-            )  # fmt: skip
+                [
+                    "xdotool",
+                    "search",
+                    "--sync",
+                    "--name",
+                    "mattecam-test",
+                    "windowfocus",
+                    "--sync",
+                    "key",
+                    "q",
+                ],
+                check=True,
+                timeout=10,
+            )
             deadline = time.monotonic() + 5
             while not sink.stop_requested and time.monotonic() < deadline:
                 time.sleep(0.02)

@@ -76,99 +76,141 @@ def build_parser() -> argparse.ArgumentParser:
     d = Settings.__dataclass_fields__
     io = p.add_argument_group("input and output")
     io.add_argument(
-        "-i", "--input", default=d["input"].default, metavar="SOURCE",
+        "-i",
+        "--input",
+        default=d["input"].default,
+        metavar="SOURCE",
         help="camera number (0), camera device (/dev/video0) or video file (default: 0).",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--loop", action=argparse.BooleanOptionalAction, default=False,
+        "--loop",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="play a video file input over and over instead of stopping at its end.",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "-o", "--output", action="append", default=[], dest="outputs", metavar="OUTPUT",
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        dest="outputs",
+        metavar="OUTPUT",
         help="where the result goes: a virtual camera (/dev/videoN, or 'auto' for the first "
         "v4l2loopback device), a video file (.mp4, .mkv, .mov, .webm; it gets the input's "
         "frame rate) or 'null' to discard frames (for measuring speed). May be given more "
         "than once; given here, it replaces the config file's outputs.",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--output-format", choices=CHOICES["output_format"], default="yuyv",
+        "--output-format",
+        choices=CHOICES["output_format"],
+        default="yuyv",
         help="pixel format written to the virtual camera: yuyv (default) works everywhere; "
         "Chrome also takes i420, nv12 and rgb24.",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--always-on", action=argparse.BooleanOptionalAction, default=False,
+        "--always-on",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="keep the camera and processing running even when no app is watching the "
         "virtual camera (by default they pause, and the camera light goes off, until an app "
         "opens it; this needs v4l2loopback 0.13 or newer).",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--preview", action=argparse.BooleanOptionalAction, default=False,
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="show the result in a window; press q or Esc (or close it) to quit.",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--width", type=int, metavar="PIXELS",
+        "--width",
+        type=int,
+        metavar="PIXELS",
         help="output width; the picture is scaled to cover it and cropped, never stretched. "
         "For a camera, also the width asked of the camera. Default: the input's.",
-    )  # fmt: skip
+    )
     io.add_argument("--height", type=int, metavar="PIXELS", help="output height (see --width).")
     io.add_argument(
-        "--fps", type=float,
+        "--fps",
+        type=float,
         help="frame rate to ask of the camera and to write live outputs at (default: the "
         "input's); a file made from a video file keeps the input's rate and duration.",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--camera-format", choices=CHOICES["camera_format"], default="auto",
+        "--camera-format",
+        choices=CHOICES["camera_format"],
+        default="auto",
         help="pixel format to ask of the camera: mjpeg is what most USB webcams need for HD "
         "at 30 fps; auto picks mjpeg above 640x480 (default: auto).",
-    )  # fmt: skip
+    )
     io.add_argument(
-        "--mirror", action=argparse.BooleanOptionalAction, default=False,
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="flip the picture left-right, like a mirror.",
-    )  # fmt: skip
+    )
 
     bg = p.add_argument_group("background")
     bg.add_argument(
-        "-b", "--background", default=d["background"].default, metavar="BACKGROUND",
+        "-b",
+        "--background",
+        default=d["background"].default,
+        metavar="BACKGROUND",
         help="an image file (scaled to cover the frame), a video file (looped), 'blur' (the "
         "room, blurred), 'none' (no change), or a colour: a name like green, #RRGGBB or "
         "R,G,B (default: green).",
-    )  # fmt: skip
+    )
     bg.add_argument(
-        "--blur", type=float, default=d["blur_strength"].default, dest="blur_strength",
+        "--blur",
+        type=float,
+        default=d["blur_strength"].default,
+        dest="blur_strength",
         metavar="STRENGTH",
         help="how strong the 'blur' background is, 0-100: the blur radius in pixels at 720p "
         "(default: %(default)g).",
-    )  # fmt: skip
+    )
     bg.add_argument(
-        "--light-wrap", type=float, default=d["light_wrap"].default, metavar="STRENGTH",
+        "--light-wrap",
+        type=float,
+        default=d["light_wrap"].default,
+        metavar="STRENGTH",
         help="let the new background's light spill onto the person's edge, 0-1, so they sit "
         "in the scene rather than look cut out; 0 turns it off (default: %(default)g).",
-    )  # fmt: skip
+    )
 
     add_matte_options(p)
 
     ctl = p.add_argument_group("live control")
     ctl.add_argument(
-        "--config", type=Path, metavar="PATH",
+        "--config",
+        type=Path,
+        metavar="PATH",
         help="read settings from this TOML file instead of ~/.config/mattecam/config.toml; "
         "edits to it while mattecam runs are applied at once.",
-    )  # fmt: skip
+    )
     ctl.add_argument(
-        "--control", action=argparse.BooleanOptionalAction, default=False,
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="serve a control page on 127.0.0.1 (this machine only): live preview, "
         "background, blur, pause, status. mattecam prints its address, which carries a "
         "private token; `mattecam ctl` uses the same API.",
-    )  # fmt: skip
+    )
     ctl.add_argument(
-        "--control-port", type=int, default=d["control_port"].default, metavar="PORT",
+        "--control-port",
+        type=int,
+        default=d["control_port"].default,
+        metavar="PORT",
         help="port of the control page (default: %(default)s; 0 picks a free one).",
-    )  # fmt: skip
+    )
 
     p.add_argument(
-        "-v", "--verbose", action="count", default=0,
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
         help="print a status line every 2 s (fps in/out, drops, latency) and full error "
         "details; -vv for debug logs.",
-    )  # fmt: skip
+    )
     p.add_argument("--version", action="version", version=f"mattecam {__version__}")
     return p
 
@@ -178,42 +220,57 @@ def add_matte_options(p: argparse.ArgumentParser) -> None:
     d = Settings.__dataclass_fields__
     seg = p.add_argument_group("segmentation and edges")
     seg.add_argument(
-        "--model", default=d["model"].default,
+        "--model",
+        default=d["model"].default,
         help="'landscape' (256x144 input, fastest; best for 16:9 video), 'general' (256x256 "
         "input) or a path to a .tflite selfie segmentation model. Named models are "
         "downloaded on first use; see `mattecam models` (default: landscape).",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--threads", type=int, default=d["threads"].default,
+        "--threads",
+        type=int,
+        default=d["threads"].default,
         help="threads for the model (default: 1; more is rarely faster on small machines).",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--refine", choices=CHOICES["refine"], default=d["refine"].default,
+        "--refine",
+        choices=CHOICES["refine"],
+        default=d["refine"].default,
         help="how the low-resolution mask is brought to full size: 'guided' follows the "
         "picture's own edges (hair, shoulders), 'bilinear' is a plain soft enlargement "
         "(default: %(default)s).",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--temporal", action=argparse.BooleanOptionalAction, default=d["temporal"].default,
+        "--temporal",
+        action=argparse.BooleanOptionalAction,
+        default=d["temporal"].default,
         help="smoothing of the mask over time: it removes edge flicker where the picture is "
         "still, and follows motion at once where it is not; --no-temporal turns it off.",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--crop", action=argparse.BooleanOptionalAction, default=d["crop"].default,
+        "--crop",
+        action=argparse.BooleanOptionalAction,
+        default=d["crop"].default,
         help="run the model on a crop around the person, found in the previous frame, "
         "instead of the whole frame: far more detail for someone not close to the camera; "
         "a close-up is not cropped (--no-crop turns it off).",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--edge-radius", type=int, default=d["edge_radius"].default, metavar="PIXELS",
+        "--edge-radius",
+        type=int,
+        default=d["edge_radius"].default,
+        metavar="PIXELS",
         help="guided refinement window radius, in model-resolution pixels: larger follows "
         "edges farther from the model's guess (default: %(default)s).",
-    )  # fmt: skip
+    )
     seg.add_argument(
-        "--edge-eps", type=float, default=d["edge_eps"].default, metavar="EPS",
+        "--edge-eps",
+        type=float,
+        default=d["edge_eps"].default,
+        metavar="EPS",
         help="guided refinement smoothness: smaller follows fainter edges, larger is softer "
         "(default: %(default)g).",
-    )  # fmt: skip
+    )
 
 
 def matte_settings(ns: argparse.Namespace, **more: object) -> Settings:
@@ -234,15 +291,19 @@ def build_eval_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--manifest", type=Path, metavar="CSV",
+        "--manifest",
+        type=Path,
+        metavar="CSV",
         help="a CSV with columns name,image,mask (paths relative to it; masks 8-bit, 255 = "
         "person).",
-    )  # fmt: skip
+    )
     src.add_argument(
-        "--clip", type=Path, metavar="DIR",
+        "--clip",
+        type=Path,
+        metavar="DIR",
         help="a clip DIR/<name>.mp4 with one mask per frame in DIR/masks/00000.png, ...; "
         "frames are processed in order, as live (temporal smoothing included).",
-    )  # fmt: skip
+    )
     p.add_argument("--set", dest="subset", help="only manifest rows whose 'set' is this.")
     p.add_argument("--limit", type=int, help="score at most this many images or frames.")
     p.add_argument("--json", action="store_true", help="print one JSON object.")
@@ -273,42 +334,59 @@ def build_bench_parser() -> argparse.ArgumentParser:
         "are fed as MJPEG (JPEG quality 85), as HD webcams deliver them.",
     )
     p.add_argument(
-        "--input", type=Path, metavar="CLIP",
+        "--input",
+        type=Path,
+        metavar="CLIP",
         help="a video whose first --frames frames are used, scaled to each --size "
         "(default: a generated clip).",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--size", type=parse_size, action="append", metavar="WxH",
+        "--size",
+        type=parse_size,
+        action="append",
+        metavar="WxH",
         help="frame size; repeat for several (default: 1280x720).",
-    )  # fmt: skip
+    )
     p.add_argument("--frames", type=int, default=300, help="frames per run (default: 300).")
     p.add_argument(
-        "--codec", choices=("mjpeg", "h264"), default="mjpeg",
+        "--codec",
+        choices=("mjpeg", "h264"),
+        default="mjpeg",
         help="how frames reach the pipeline: mjpeg (camera-like, default) or h264 (a file).",
-    )  # fmt: skip
+    )
     p.add_argument("--fps", type=float, help="live frame rate (default: the clip's, or 30).")
     p.add_argument(
-        "-b", "--background", default="image",
+        "-b",
+        "--background",
+        default="image",
         help="image (a generated picture, default), blur, a colour, none, or a file.",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--format", dest="pixel_format", default="yuyv",
+        "--format",
+        dest="pixel_format",
+        default="yuyv",
         help="pixel format the null sink converts to (default: yuyv).",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--live-seconds", type=float, default=10.0,
+        "--live-seconds",
+        type=float,
+        default=10.0,
         help="length of the live run (default: 10).",
-    )  # fmt: skip
+    )
     p.add_argument("--no-batch", dest="batch", action="store_false", help="skip the batch run.")
     p.add_argument("--no-live", dest="live", action="store_false", help="skip the live run.")
     p.add_argument(
-        "--soak", type=int, default=0, metavar="FRAMES",
+        "--soak",
+        type=int,
+        default=0,
+        metavar="FRAMES",
         help="also run this many frames (the input looped) and report memory growth.",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--load", action="store_true",
+        "--load",
+        action="store_true",
         help="keep one core busy with another process during the runs (a competing load).",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--light-wrap", type=float, default=0.0, metavar="STRENGTH", help="as for a run."
     )
@@ -327,10 +405,13 @@ def build_models_parser() -> argparse.ArgumentParser:
         "installed) and are kept in ~/.cache/mattecam/models ($MATTECAM_CACHE_DIR overrides).",
     )
     p.add_argument(
-        "action", nargs="?", choices=("list", "fetch", "verify"), default="list",
+        "action",
+        nargs="?",
+        choices=("list", "fetch", "verify"),
+        default="list",
         help="list (default): show models and whether they are cached; fetch: download "
         "missing ones; verify: check the cached files' checksums (exit 1 if any is bad).",
-    )  # fmt: skip
+    )
     p.add_argument("--force", action="store_true", help="fetch again even if cached.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more detail.")
     return p
@@ -684,9 +765,10 @@ def run_install_service(argv: list[str]) -> int:
     )
     p.add_argument("--dry-run", action="store_true", help="print the unit, write nothing.")
     p.add_argument(
-        "--enable", action="store_true",
+        "--enable",
+        action="store_true",
         help="also run systemctl --user daemon-reload and enable --now mattecam.",
-    )  # fmt: skip
+    )
     ns = p.parse_args(before)
     options = list(after) if sep else []
     run_ns, given = parse_run_args(options)  # refuses what a run would refuse
@@ -698,8 +780,11 @@ def run_install_service(argv: list[str]) -> int:
             raise
         options = ["-o", "auto", *options]
         configfile.load(explicit_settings(options), path_arg)  # anything else still wrong?
-        print("mattecam: no output configured: the service writes to -o auto (the first "
-              "virtual camera)", file=sys.stderr)  # fmt: skip
+        print(
+            "mattecam: no output configured: the service writes to -o auto (the first "
+            "virtual camera)",
+            file=sys.stderr,
+        )
     path, text = service.install(options, dry_run=ns.dry_run)
     if ns.dry_run:
         print(f"# {path} (not written: --dry-run)")
@@ -707,8 +792,10 @@ def run_install_service(argv: list[str]) -> int:
         return 0
     print(f"wrote {path}")
     if ns.enable:
-        for cmd in (["systemctl", "--user", "daemon-reload"],
-                    ["systemctl", "--user", "enable", "--now", "mattecam"]):  # fmt: skip
+        for cmd in (
+            ["systemctl", "--user", "daemon-reload"],
+            ["systemctl", "--user", "enable", "--now", "mattecam"],
+        ):
             try:
                 subprocess.run(cmd, check=True, timeout=60)
             except (OSError, subprocess.SubprocessError) as e:

@@ -40,8 +40,15 @@ SPECS: dict[Any, Callable[[str], object]] = {
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Settings))
 """Every key the file may hold: exactly the :class:`~mattecam.config.Settings` fields."""
 #: Command-line spellings whose key differs, for "did you mean" hints.
-FLAG_KEYS = {"blur": "blur_strength", "output": "outputs", "o": "outputs", "i": "input",
-             "b": "background", "no_temporal": "temporal", "no_crop": "crop"}  # fmt: skip
+FLAG_KEYS = {
+    "blur": "blur_strength",
+    "output": "outputs",
+    "o": "outputs",
+    "i": "input",
+    "b": "background",
+    "no_temporal": "temporal",
+    "no_crop": "crop",
+}
 
 
 def default_path() -> Path:

@@ -356,19 +356,24 @@ def run_checks() -> list[Finding]:
     user, session, listed = _groups()
     findings = [
         *check_module(
-            module, installed=bool(module) or module_installed(), at_boot=loaded_at_boot(),
+            module,
+            installed=bool(module) or module_installed(),
+            at_boot=loaded_at_boot(),
             loopbacks=loops,
         ),
         *check_loopback_devices(loops, module_loaded=bool(module)),
         *check_permissions(
-            _node_access(v4l2.video_nodes()), user=user, is_root=os.geteuid() == 0,
-            session_groups=session, listed_groups=listed,
+            _node_access(v4l2.video_nodes()),
+            user=user,
+            is_root=os.geteuid() == 0,
+            session_groups=session,
+            listed_groups=listed,
         ),
         *check_cameras(cams),
         *check_models(),
         *check_config(default_path()),
         *check_service(unit_path()),
-    ]  # fmt: skip
+    ]
     return findings
 
 

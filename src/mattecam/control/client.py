@@ -96,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the raw JSON.")
     sub.add_parser("url", help="print the control page's address (with its token).")
     b = sub.add_parser(
-        "background", help="change the background.",
+        "background",
+        help="change the background.",
         description="blur [--strength N], off, color COLOUR, image FILE|NAME (a file is "
         "uploaded first), video NAME (a video in the background library).",
-    )  # fmt: skip
+    )
     b.add_argument("kind", choices=("blur", "off", "color", "image", "video"))
     b.add_argument("value", nargs="?", help="the colour, picture file, or library name.")
     b.add_argument("--strength", type=float, help="blur strength 0-100.")
@@ -109,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     pa = sub.add_parser("pause", help="send a still instead of the camera picture.")
     pa.add_argument(
-        "kind", nargs="?", choices=("still", "brb"), default="brb",
+        "kind",
+        nargs="?",
+        choices=("still", "brb"),
+        default="brb",
         help="still: freeze the current picture; brb: a 'be right back' card (default).",
-    )  # fmt: skip
+    )
     sub.add_parser("resume", help="back to the live picture.")
     up = sub.add_parser("upload", help="add a picture to the background library.")
     up.add_argument("file", type=Path)

@@ -228,8 +228,9 @@ class Library:
         if not isinstance(name, str) or not NAME.fullmatch(name) or kind_of(name) is None:
             raise ConfigError(f"{name!r} is not the name of a background in the library.")
         if kind is not None and kind_of(name) != kind:
-            raise ConfigError(f"{name!r} is not an {kind}." if kind == "image" else
-                              f"{name!r} is not a {kind}.")  # fmt: skip
+            raise ConfigError(
+                f"{name!r} is not an {kind}." if kind == "image" else f"{name!r} is not a {kind}."
+            )
         for entry in self.entries():
             if entry.name == name:
                 return self.root / entry.name

@@ -116,8 +116,9 @@ class Framing:
             self.rect = self._choose(self._box, w, h, mw, mh)
         return Framed(alpha, small, rect, *clock)
 
-    def _choose(self, box: tuple[float, float, float, float] | None, w: int, h: int,
-                mw: int, mh: int) -> Rect:  # fmt: skip
+    def _choose(
+        self, box: tuple[float, float, float, float] | None, w: int, h: int, mw: int, mh: int
+    ) -> Rect:
         """The crop for a person at ``box`` (None: not found, so the whole frame), with
         hysteresis."""
         if box is None:
@@ -137,8 +138,9 @@ class Framing:
         y = _follow(cy, ch, (want[1], want[3]), s, h)
         return new if x is None or y is None else (x, y, cw, ch)
 
-    def _fit_frame(self, want: tuple[float, float, float, float], w: int, h: int,
-                   mw: int, mh: int) -> Rect:  # fmt: skip
+    def _fit_frame(
+        self, want: tuple[float, float, float, float], w: int, h: int, mw: int, mh: int
+    ) -> Rect:
         x0, y0, x1, y1 = want
         cw, ch = max(x1 - x0, float(mw)), max(y1 - y0, float(mh))
         model_aspect = mw / mh

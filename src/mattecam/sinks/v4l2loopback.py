@@ -139,12 +139,14 @@ class V4L2LoopbackSink(Sink):
             height=h,
             pixelformat=v4l2.fourcc_code(fmt.fourcc),
             field=v4l2.FIELD_NONE,
-            bytesperline=w * fmt.num // fmt.den if fmt.name in ("yuyv", "uyvy", "rgb24",
-                                                                 "bgr24") else w,
+            bytesperline=w * fmt.num // fmt.den
+            if fmt.name in ("yuyv", "uyvy", "rgb24", "bgr24")
+            else w,
             sizeimage=fmt.frame_bytes(w, h),
-            colorspace=v4l2.COLORSPACE_SRGB if fmt.name in ("rgb24", "bgr24")
+            colorspace=v4l2.COLORSPACE_SRGB
+            if fmt.name in ("rgb24", "bgr24")
             else v4l2.COLORSPACE_SMPTE170M,
-        )  # fmt: skip
+        )
         try:
             v4l2.set_format(fd, v4l2.BUF_TYPE_VIDEO_OUTPUT, want)
         except OSError as e:
@@ -170,8 +172,9 @@ class V4L2LoopbackSink(Sink):
             )
         rate = Fraction(fps).limit_denominator(1001)
         try:
-            v4l2.set_frame_interval(fd, v4l2.BUF_TYPE_VIDEO_OUTPUT, rate.denominator,
-                                    rate.numerator)  # fmt: skip
+            v4l2.set_frame_interval(
+                fd, v4l2.BUF_TYPE_VIDEO_OUTPUT, rate.denominator, rate.numerator
+            )
         except OSError as e:
             log.warning("%s: could not set the frame rate (%s)", path, e.strerror)
         try:
@@ -186,9 +189,15 @@ class V4L2LoopbackSink(Sink):
         self.write_image(placeholder(w, h))
         log.info(
             "virtual camera %s (%s, v4l2loopback %s): %s %dx%d at %s fps%s",
-            path, cap.card, self.driver_version, fmt.fourcc, w, h, rate,
+            path,
+            cap.card,
+            self.driver_version,
+            fmt.fourcc,
+            w,
+            h,
+            rate,
             "" if self._events else "; this driver cannot tell whether anyone watches",
-        )  # fmt: skip
+        )
 
     def _no_output_reason(self, fd: int, path: Path, cap: v4l2.Capability) -> str:
         """Why a loopback node offers no output (with exclusive_caps=1), and the fix."""

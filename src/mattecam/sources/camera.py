@@ -123,9 +123,15 @@ class CameraSource(Source):
         asked = f"{self._want_size[0]}x{self._want_size[1]}" if self._want_size else "default size"
         log.info(
             "camera %s: %dx%d %s at %g fps (asked %s %s at %s fps)",
-            self.device, got_w, got_h, self.fourcc, self.fps,
-            asked, fmt.upper(), self._want_fps or "default",
-        )  # fmt: skip
+            self.device,
+            got_w,
+            got_h,
+            self.fourcc,
+            self.fps,
+            asked,
+            fmt.upper(),
+            self._want_fps or "default",
+        )
 
     def read(self) -> Frame | None:
         if self._cap is None:

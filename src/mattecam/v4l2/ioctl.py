@@ -137,9 +137,17 @@ def _pack_format(buf_type: int, f: PixFormat) -> bytearray:
     buf = bytearray(208)
     struct.pack_into("=I", buf, 0, buf_type)
     struct.pack_into(
-        "=IIIIIII", buf, 8,
-        f.width, f.height, f.pixelformat, f.field, f.bytesperline, f.sizeimage, f.colorspace,
-    )  # fmt: skip
+        "=IIIIIII",
+        buf,
+        8,
+        f.width,
+        f.height,
+        f.pixelformat,
+        f.field,
+        f.bytesperline,
+        f.sizeimage,
+        f.colorspace,
+    )
     return buf
 
 
