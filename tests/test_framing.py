@@ -12,26 +12,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from fakes import FakeSegmenter as BrightSegmenter
 from mattecam.matte import BilinearRefiner, TemporalRefiner, make_refiner
 from mattecam.matte.framing import Framing, remap_matrix
 from mattecam.matte.stage import MatteStage
-from mattecam.segmentation.base import Alpha, Segmenter
 
 W, H = 1280, 720
-
-
-class BrightSegmenter(Segmenter):
-    """A stand-in model for the framing logic: "person" = pixels brighter than mid-grey in
-    what it was shown. It records the size of every input so tests see where it looked."""
-
-    input_size = (256, 144)
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def run(self, tensor: NDArray[np.float32]) -> Alpha:
-        self.calls += 1
-        return np.asarray(tensor[0].mean(axis=2) > 0.5, np.float32)
 
 
 def scene(*people: tuple[int, int, int, int]) -> NDArray[np.uint8]:

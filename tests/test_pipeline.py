@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import read_frames, write_clip
+from fakes import FakeSegmenter
 from mattecam.compositing import ColorBackground
 from mattecam.errors import SourceError
 from mattecam.frame import Frame
@@ -17,7 +18,6 @@ from mattecam.matte import BilinearRefiner
 from mattecam.matte.stage import MatteStage
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
-from mattecam.segmentation import LiteRTSegmenter
 from mattecam.sinks import FileSink, NullSink
 from mattecam.sources import FileSource
 
@@ -51,7 +51,8 @@ class RecordingSink(NullSink):
 
 
 class SlowProcessor(FrameProcessor):
-    """The real processor, made slower or failing on demand (fault injection)."""
+    """A processor made slower or failing on demand (fault injection): ``delay`` stands in
+    for a slow model (the real one takes ~2 ms a frame at these sizes, the fake less)."""
 
     def __init__(self, base: FrameProcessor, *, delay: float = 0.0, fail_at: int = -1) -> None:
         super().__init__(base.matting, base.background)
@@ -66,10 +67,13 @@ class SlowProcessor(FrameProcessor):
 
 
 @pytest.fixture
-def processor(landscape_model: Path) -> FrameProcessor:
+def processor() -> FrameProcessor:
+    """The fake model (the clip's bright square is its "person") on a green background:
+    these tests are about threads, the drop policy, the clock and shutdown, so they need
+    neither the model files nor its speed. The real model is tested in test_segmentation.py,
+    and in whole runs (``python -m mattecam``) in test_shutdown.py."""
     return FrameProcessor(
-        MatteStage(LiteRTSegmenter(landscape_model), BilinearRefiner()),
-        ColorBackground((0, 255, 0)),
+        MatteStage(FakeSegmenter(), BilinearRefiner()), ColorBackground((0, 255, 0))
     )
 
 
@@ -369,9 +373,7 @@ def test_pause_sends_a_still_then_resumes(tmp_path: Path, processor: FrameProces
     assert np.diff(np.array(sink.times)).max() < 4 / 30  # never stalls (see above)
 
 
-def test_crop_switches_at_the_next_frame_and_resets_temporal_state(
-    landscape_model: Path,
-) -> None:
+def test_crop_switches_at_the_next_frame_and_resets_temporal_state() -> None:
     """``update(crop=False)`` takes effect at the next frame: the framing no longer crops,
     and the refiner's smoothing (kept in the old crop's coordinates) starts afresh."""
     from mattecam.matte import TemporalRefiner
@@ -384,12 +386,14 @@ def test_crop_switches_at_the_next_frame_and_resets_temporal_state(
             super().reset()
 
     refiner = CountingRefiner(BilinearRefiner())
-    p = FrameProcessor(
-        MatteStage(LiteRTSegmenter(landscape_model), refiner), ColorBackground((0, 255, 0))
-    )
-    frame = Frame(np.full((360, 640, 3), 90, np.uint8), 0, time.monotonic())
+    p = FrameProcessor(MatteStage(FakeSegmenter(), refiner), ColorBackground((0, 255, 0)))
+    image = np.full((360, 640, 3), 30, np.uint8)
+    image[100:220, 300:340] = 220  # a small person: the framing crops around them
+    frame = Frame(image, 0, time.monotonic())
     assert p.matting.framing.enabled
     p.process(frame)
+    rect = p.matting.framing.rect
+    assert rect is not None and rect != (0, 0, 640, 360)  # cropping before the switch
     p.update(crop=False)
     assert p.matting.framing.enabled and refiner.resets == 0  # queued, not yet applied
     p.process(frame)

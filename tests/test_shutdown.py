@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import read_frames, write_clip
+from fakes import FakeSegmenter
 from mattecam import pipeline as pipeline_module
 from mattecam.compositing import ColorBackground
 from mattecam.errors import PipelineStuckError, SinkError
@@ -26,7 +27,6 @@ from mattecam.matte import BilinearRefiner
 from mattecam.matte.stage import MatteStage
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
-from mattecam.segmentation import LiteRTSegmenter
 from mattecam.sinks import FileSink, NullSink
 from mattecam.sources import FileSource
 
@@ -232,10 +232,11 @@ class FailsWhileFinishing(NullSink):
 
 
 @pytest.fixture
-def processor(landscape_model: Path) -> FrameProcessor:
+def processor() -> FrameProcessor:
+    """The fake model: what these in-process runs test is how the outputs finish and how
+    threads end, not the model (the ``mattecam`` runs here use the real one)."""
     return FrameProcessor(
-        MatteStage(LiteRTSegmenter(landscape_model), BilinearRefiner()),
-        ColorBackground((0, 255, 0)),
+        MatteStage(FakeSegmenter(), BilinearRefiner()), ColorBackground((0, 255, 0))
     )
 
 
