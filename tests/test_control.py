@@ -406,7 +406,7 @@ def test_pause_before_the_input_opens_is_a_conflict(
             assert status == 409 and "not open yet" in answer["error"]
             assert api.get("/api/preview.jpg")[0] == 503
     finally:
-        session.pipeline.processor.close()  # it never ran
+        session.close()  # the pipeline never ran: closing it releases the model
 
 
 def test_live_change_does_not_interrupt_output(live: tuple[LiveSession, TimedSink]) -> None:

@@ -48,7 +48,7 @@ def controller(
     try:
         yield session.controller
     finally:
-        session.pipeline.processor.close()  # it never ran
+        session.close()  # the pipeline never ran: closing it releases the model
 
 
 @pytest.fixture

@@ -107,7 +107,8 @@ class LiveSession:
     Built and entered on the main thread before :meth:`Pipeline.run
     <mattecam.pipeline.Pipeline.run>`, which the caller runs inside the ``with`` block; the
     services run on their own named threads, and leaving the block (or :meth:`close`,
-    idempotent) stops them. A busy control port is reported before any device is opened.
+    idempotent) stops them, then closes the pipeline (which releases its model if it never
+    ran). A busy control port is reported before any device is opened.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class LiveSession:
         self.watcher: ConfigWatcher | None = None
         self.server: ControlServer | None = None
         self._stack = ExitStack()
+        self._stack.callback(self.pipeline.close)  # last: after the services that use it
         try:
             if config is not None:
                 self.watcher = ConfigWatcher(
@@ -139,8 +141,7 @@ class LiveSession:
                 )
                 self._stack.callback(self.server.close)
         except BaseException:
-            self._stack.close()
-            self.pipeline.processor.close()  # the pipeline will not run: release the model
+            self._stack.close()  # the pipeline will not run: it releases the model
             raise
 
     def _config_error(self, message: str | None) -> None:
@@ -159,7 +160,7 @@ class LiveSession:
             self.server.start()
 
     def close(self) -> None:
-        """Stop the services. Idempotent."""
+        """Stop the services, then close the pipeline. Idempotent."""
         self._stack.close()
 
     def __enter__(self) -> LiveSession:

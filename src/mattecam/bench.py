@@ -26,7 +26,7 @@ from mattecam.config import Settings
 from mattecam.errors import ConfigError
 from mattecam.frame import Frame, Image
 from mattecam.imaging import cover_fit
-from mattecam.metrics import Metrics, percentile
+from mattecam.metrics import Metrics, Snapshot, percentile
 from mattecam.pipeline import Pipeline
 from mattecam.process import FrameProcessor
 from mattecam.sinks import NullSink, pixel_format
@@ -216,10 +216,10 @@ def run_batch(opts: BenchOptions, prepared: Prepared) -> tuple[float, Metrics]:
         live=False,
         metrics=metrics,
     )
-    t0 = time.perf_counter()
+    before = metrics.snapshot()
     pipeline.run()
-    elapsed = time.perf_counter() - t0
-    return metrics.written / elapsed, metrics
+    # Frames written per second of the whole run, opening and closing included.
+    return metrics.summary(before).fps_out, metrics
 
 
 def run_soak(opts: BenchOptions, prepared: Prepared) -> dict[str, float]:
@@ -283,7 +283,8 @@ def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, Any]:
         fps=fps,
         metrics=metrics,
     )
-    marks: dict[str, float] = {}
+    snaps: list[Snapshot] = []
+    rss: list[float] = []
     threads0: dict[str, float] = {}
     threads1: dict[str, float] = {}
 
@@ -291,10 +292,11 @@ def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, Any]:
         # Skip the first second (model warm-up), then measure over the rest.
         time.sleep(1.0)
         threads0.update(thread_cpu_seconds())
-        marks.update(cpu0=time.process_time(), t0=time.monotonic(), rss0=rss_mb(),
-                     n0=len(metrics.latency()))  # fmt: skip
+        snaps.append(metrics.snapshot())
+        rss.append(rss_mb())
         time.sleep(max(0.5, opts.live_seconds - 1.0))
-        marks.update(cpu1=time.process_time(), t1=time.monotonic(), rss1=rss_mb())
+        snaps.append(metrics.snapshot())
+        rss.append(rss_mb())
         threads1.update(thread_cpu_seconds())
         pipeline.stop()
 
@@ -302,25 +304,26 @@ def run_live(opts: BenchOptions, prepared: Prepared) -> dict[str, Any]:
     timer.start()
     pipeline.run()
     timer.join()
-    lat = metrics.latency()[int(marks["n0"]) :]
+    window = metrics.summary(*snaps)  # rates, CPU and latencies of the measured seconds
+    lat = window.latency_ms
     third = max(1, len(lat) // 3)
-    wall = marks["t1"] - marks["t0"]
+    total = metrics.snapshot()
     return {
         "fps": fps,
-        "seconds": round(wall, 2),
-        "cpu_percent": 100.0 * (marks["cpu1"] - marks["cpu0"]) / wall,
-        "latency_p50_ms": percentile(lat, 50),
-        "latency_p95_ms": percentile(lat, 95),
-        "latency_p99_ms": percentile(lat, 99),
+        "seconds": round(window.seconds, 2),
+        "cpu_percent": window.cpu_percent,
+        "latency_p50_ms": window.latency(50),
+        "latency_p95_ms": window.latency(95),
+        "latency_p99_ms": window.latency(99),
         "latency_first_third_p50_ms": percentile(lat[:third], 50),
         "latency_last_third_p50_ms": percentile(lat[-third:], 50),
-        "frames_captured": metrics.captured,
-        "frames_written": metrics.written,
-        "dropped": metrics.dropped_before_process + metrics.dropped_before_output,
-        "repeated": metrics.repeats,
-        "rss_growth_mb": marks["rss1"] - marks["rss0"],
+        "frames_captured": total.captured,
+        "frames_written": total.written,
+        "dropped": total.dropped,
+        "repeated": total.repeats,
+        "rss_growth_mb": rss[1] - rss[0],
         "cpu_percent_by_thread": {
-            name: 100.0 * (threads1[name] - threads0[name]) / wall
+            name: 100.0 * (threads1[name] - threads0[name]) / window.seconds
             for name in PIPELINE_THREADS
             if name in threads0 and name in threads1
         },

@@ -18,6 +18,7 @@ from mattecam.config import CHOICES, Settings
 from mattecam.errors import ConfigError, MattecamError, ModelError
 
 if TYPE_CHECKING:
+    from mattecam.metrics import Metrics
     from mattecam.pipeline import Pipeline
 
 log = logging.getLogger("mattecam")
@@ -554,26 +555,22 @@ def run_main(argv: list[str]) -> int:
         )
     if signals.exit_code is None:
         return 0
-    print(f"mattecam: stopped by {signals.name}: {_written_summary(pipeline)}", file=sys.stderr)
+    summary = _written_summary(pipeline, metrics)
+    print(f"mattecam: stopped by {signals.name}: {summary}", file=sys.stderr)
     return signals.exit_code
 
 
-def _written_summary(pipeline: Pipeline) -> str:
+def _written_summary(pipeline: Pipeline, metrics: Metrics) -> str:
     """What a stopped run left behind, for the user: each file and its frame count."""
-    from mattecam.sinks import FileSink
-
-    expected = getattr(pipeline.source, "expected_frames", None)
+    expected = pipeline.expected_frames
     of = f" of {expected}" if expected and not pipeline.live else ""
-    parts = []
-    for sink in pipeline.sinks:
-        if isinstance(sink, FileSink):
-            n = sink.frames_written
-            parts.append(
-                f"{sink.path} holds the {n}{of} frames written (complete)"
-                if n
-                else f"no frames were written, so {sink.path} was not created"
-            )
-    return "; ".join(parts) or f"{pipeline.metrics.written} frames were written"
+    parts = [
+        f"{path} holds the {n}{of} frames written (complete)"
+        if n
+        else f"no frames were written, so {path} was not created"
+        for path, n in pipeline.files()
+    ]
+    return "; ".join(parts) or f"{metrics.written} frames were written"
 
 
 class _SafeStream(io.TextIOBase):

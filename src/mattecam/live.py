@@ -14,7 +14,7 @@ from typing import Any, Literal
 from mattecam.config import Settings
 from mattecam.errors import ConfigError, MattecamError
 from mattecam.imaging import placeholder
-from mattecam.metrics import percentile
+from mattecam.metrics import STATUS_LATENCIES, Snapshot
 from mattecam.pipeline import Pipeline
 from mattecam.sinks import LatestFrameSink
 from mattecam.stages import rebuild
@@ -51,10 +51,10 @@ class LiveController:
     :meth:`change` may be called from any thread (the config watcher, the control server's
     request threads); a lock serialises changes, so two callers never build stages for the
     same slot at once. New stages are built on the caller's thread with the same factories
-    as at start, then handed to :meth:`FrameProcessor.update
-    <mattecam.process.FrameProcessor.update>`, which swaps them in at the next frame
-    boundary: the outputs keep their clock and the virtual camera is never reopened. A
-    change that fails to build leaves everything as it was.
+    as at start, then handed to :meth:`Pipeline.update
+    <mattecam.pipeline.Pipeline.update>`, which swaps them in at the next frame boundary:
+    the outputs keep their clock and the virtual camera is never reopened. A change that
+    fails to build leaves everything as it was.
     """
 
     def __init__(
@@ -69,9 +69,8 @@ class LiveController:
         self.pause_kind: PauseKind | None = None
         self.config_error: str | None = None  # set by the config watcher
         self._status_lock = threading.Lock()  # guards _samples
-        self._samples: deque[tuple[float, float, int, int, int]] = deque(maxlen=32)
+        self._samples: deque[Snapshot] = deque(maxlen=32)
         self._started = time.monotonic()
-        self._cpu0 = time.process_time()
 
     @property
     def settings(self) -> Settings:
@@ -127,7 +126,7 @@ class LiveController:
 
     def _apply(self, old: Settings, new: Settings, keys: set[str]) -> None:
         built = rebuild(new, keys)
-        self.pipeline.processor.update(
+        self.pipeline.update(
             segmenter=built.segmenter,
             refiner=built.refiner,
             background=built.background,
@@ -147,7 +146,7 @@ class LiveController:
         """
         if kind not in ("still", "brb"):
             raise ConfigError(f"pause must be 'still' or 'brb', got {kind!r}")
-        w, h = self.pipeline.source.size
+        w, h = self.pipeline.size
         if w <= 0 or h <= 0:
             raise NotRunningError("the input is not open yet; try again in a moment.")
         image = self.latest.latest_live() if self.latest is not None and kind == "still" else None
@@ -156,7 +155,7 @@ class LiveController:
 
     def resume(self) -> None:
         """Back to the live picture. Any thread."""
-        self.pipeline.pause(None)
+        self.pipeline.resume()
         self.pause_kind = None
 
     # --- status --------------------------------------------------------------------------
@@ -167,49 +166,45 @@ class LiveController:
         Rates are measured since an earlier call at least half a second ago (or since the
         start), so a page polling every second sees current values.
         """
-        m = self.pipeline.metrics
-        now, cpu = time.monotonic(), time.process_time()
-        sample = (now, cpu, m.captured, m.processed, m.written)
-        base = (m.started, self._cpu0, 0, 0, 0)
+        now = time.monotonic()
         with self._status_lock:
-            for s in self._samples:
-                if now - s[0] >= 0.5:
-                    base = s
-            self._samples.append(sample)
-            while len(self._samples) > 1 and now - self._samples[0][0] > 10:
+            base = None  # the start
+            for sample in self._samples:
+                if now - sample.t >= 0.5:
+                    base = sample
+            st = self.pipeline.status(base, last=STATUS_LATENCIES, excluding=self.latest)
+            end = st.summary.end
+            self._samples.append(end)
+            while len(self._samples) > 1 and end.t - self._samples[0].t > 10:
                 self._samples.popleft()
-        dt = max(now - base[0], 1e-6)
-        lat = m.latency()[-256:]
-        viewers = [s.viewers for s in self.pipeline.sinks if s is not self.latest]
-        counted = [v for v in viewers if v is not None]
-        watching = None if not counted else any(v > 0 for v in counted)
+        summary = st.summary
         status: dict[str, Any] = _finite(
             {
-                "live": self.pipeline.live,
-                "paused": self.pipeline.paused,
-                "pause": self.pause_kind if self.pipeline.paused else None,
-                "idle": self.pipeline.idle.is_set(),
-                "watching": watching,
-                "viewers": viewers,
+                "live": st.live,
+                "paused": st.paused,
+                "pause": self.pause_kind if st.paused else None,
+                "idle": st.idle,
+                "watching": st.watching,
+                "viewers": st.viewers,
                 "fps": {
-                    "in": (sample[2] - base[2]) / dt,
-                    "processed": (sample[3] - base[3]) / dt,
-                    "out": (sample[4] - base[4]) / dt,
+                    "in": summary.fps_in,
+                    "processed": summary.fps_processed,
+                    "out": summary.fps_out,
                 },
-                "cpu_percent": 100.0 * (sample[1] - base[1]) / dt,
-                "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95)},
+                "cpu_percent": summary.cpu_percent,
+                "latency_ms": {"p50": summary.latency(50), "p95": summary.latency(95)},
                 "frames": {
-                    "captured": m.captured,
-                    "processed": m.processed,
-                    "written": m.written,
-                    "repeats": m.repeats,
-                    "placeholders": m.placeholders,
+                    "captured": end.captured,
+                    "processed": end.processed,
+                    "written": end.written,
+                    "repeats": end.repeats,
+                    "placeholders": end.placeholders,
                 },
                 "dropped": {
-                    "before_process": m.dropped_before_process,
-                    "before_output": m.dropped_before_output,
+                    "before_process": end.dropped_before_process,
+                    "before_output": end.dropped_before_output,
                 },
-                "uptime_s": now - self._started,
+                "uptime_s": end.t - self._started,
                 "restart_needed": sorted(self.restart_needed),
                 "config_error": self.config_error,
             }

@@ -6,23 +6,50 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import cv2
 
 from mattecam.errors import MattecamError, PipelineStuckError
 from mattecam.frame import Frame, Image
 from mattecam.imaging import cover_fit, placeholder
-from mattecam.metrics import Metrics
+from mattecam.metrics import Metrics, Snapshot, Summary
 from mattecam.outclock import OutputClock
 from mattecam.process import FrameProcessor
 from mattecam.sinks.base import Sink
+from mattecam.sinks.file import FileSink
 from mattecam.slot import Slot, SlotClosed
 from mattecam.sources.base import Source
+
+if TYPE_CHECKING:
+    from mattecam.compositing.backgrounds import Background
+    from mattecam.matte.base import Refiner
+    from mattecam.segmentation.base import Segmenter
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 5.0
 POLL = 0.1  # seconds every blocking wait lasts at most, so stop requests are seen
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a pipeline is doing now (:meth:`Pipeline.status`)."""
+
+    live: bool
+    paused: bool
+    idle: bool  # nobody watches the outputs: nothing is captured or processed
+    viewers: list[int | None]  # consumers of each output (None: it cannot tell)
+    summary: Summary
+
+    @property
+    def watching(self) -> bool | None:
+        """Whether anyone watches an output; None when no output can tell."""
+        counted = [v for v in self.viewers if v is not None]
+        return None if not counted else any(v > 0 for v in counted)
 
 
 class Pipeline:
@@ -46,6 +73,12 @@ class Pipeline:
     When someone starts watching, the camera is opened again. ``always_on`` disables this.
 
     The first exception in any thread stops the pipeline and is re-raised by :meth:`run`.
+
+    Ownership: the pipeline owns the source, the processor and the sinks it is given, and
+    releases what they hold once: :meth:`run` at its end, or :meth:`close` (also as a
+    context manager) when it never ran. Callers change it only through :meth:`update`,
+    :meth:`pause`, :meth:`resume` and :meth:`stop`, and read it through :attr:`size`,
+    :meth:`status`, :attr:`expected_frames` and :meth:`files`; any thread may call these.
     """
 
     def __init__(
@@ -74,6 +107,9 @@ class Pipeline:
         self._in: Slot[Frame] = Slot(lossless=not live)
         self._out: Slot[Frame] = Slot(lossless=not live)
         self._threads: list[threading.Thread] = []
+        self._state_lock = threading.Lock()  # guards _ran and _closed
+        self._ran = False  # run() began: it releases everything at its end
+        self._closed = False  # close() released everything; run() must not start
 
     @property
     def fps(self) -> float:
@@ -98,8 +134,13 @@ class Pipeline:
         Sinks are closed (files finalised) on a normal end or a stop request, and aborted
         (partial files removed) when an error occurred. Each sink is closed on its own: one
         that fails while finishing (a full disk) does not stop the others from finishing.
-        A stop requested before :meth:`run` opens nothing.
+        A stop requested before :meth:`run` opens nothing. :meth:`run` runs once, and not
+        after :meth:`close`.
         """
+        with self._state_lock:
+            if self._ran or self._closed:
+                raise RuntimeError("a pipeline runs once, and not after close()")
+            self._ran = True
         if self.stop_event.is_set():
             self.processor.close()
             return self.metrics
@@ -164,6 +205,29 @@ class Pipeline:
                     log.error("also failed while closing: %s", e)
             raise errors[0]
 
+    def close(self) -> None:
+        """Release what the pipeline was given if :meth:`run` never ran: the processor
+        (model, background). Sources and sinks hold nothing until opened (their
+        constructors only check and keep their arguments), so they need nothing. Once
+        :meth:`run` began, it releases everything itself, in the shutdown order it
+        documents, and this does nothing. Idempotent; any thread."""
+        with self._state_lock:
+            if self._ran or self._closed:
+                return
+            self._closed = True
+        self.processor.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def discard_unfinished(self) -> None:
         """Delete every sink's unfinished output file now. Signal-safe: it only unlinks
         files (see :meth:`Sink.discard_unfinished`); for a process about to exit at once."""
@@ -178,7 +242,7 @@ class Pipeline:
             threading.Thread(target=self._guard(self._process), name="process", daemon=True),
             threading.Thread(target=self._guard(self._output), name="output", daemon=True),
         ]
-        self.metrics.started = time.monotonic()
+        self.metrics.start()
         for t in self._threads:
             t.start()
         prev = self.metrics.snapshot()
@@ -207,6 +271,30 @@ class Pipeline:
                     log.error("thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT)
         return {t.name for t in self._threads if t.is_alive()}
 
+    def update(
+        self,
+        *,
+        segmenter: Segmenter | None = None,
+        refiner: Refiner | None = None,
+        background: Background | None = None,
+        mirror: bool | None = None,
+        light_wrap: float | None = None,
+        crop: bool | None = None,
+    ) -> None:
+        """Swap in ready-built stages or new settings at the next frame boundary, on the
+        ``process`` thread (see :meth:`FrameProcessor.update
+        <mattecam.process.FrameProcessor.update>`); None keeps the current one. The
+        pipeline owns what it is given: replaced stages are closed. Any thread."""
+        self.processor.update(
+            segmenter=segmenter, refiner=refiner, background=background,
+            mirror=mirror, light_wrap=light_wrap, crop=crop,
+        )  # fmt: skip
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The input's (width, height): the output's too; (0, 0) until the input opened."""
+        return self.source.size
+
     def pause(self, image: Image | None) -> None:
         """Send ``image`` (a still, a "be right back" card; scaled to cover the output) to
         every output instead of the live picture, without processing; None resumes.
@@ -219,10 +307,44 @@ class Pipeline:
         self._pause_frame = Frame(cover_fit(image, w, h), -2, time.monotonic())
         log.info("paused: sending a still picture")
 
+    def resume(self) -> None:
+        """Back to the live picture after :meth:`pause`. Any thread."""
+        self.pause(None)
+
     @property
     def paused(self) -> bool:
         """True while :meth:`pause` holds a picture."""
         return self._pause_frame is not None
+
+    def status(
+        self,
+        since: Snapshot | None = None,
+        until: Snapshot | None = None,
+        *,
+        last: int | None = None,
+        excluding: Sink | None = None,
+    ) -> Status:
+        """The mode, pause and idle state, each output's viewers (leaving out
+        ``excluding``: a frame tap that is no output of its own) and the metrics'
+        :meth:`~mattecam.metrics.Metrics.summary` (``since``, ``until``, ``last``). Any
+        thread."""
+        return Status(
+            live=self.live,
+            paused=self.paused,
+            idle=self.idle.is_set(),
+            viewers=[s.viewers for s in self.sinks if s is not excluding],
+            summary=self.metrics.summary(since, until, last=last),
+        )
+
+    @property
+    def expected_frames(self) -> int | None:
+        """How many frames the input announced (a file), else None."""
+        expected: int | None = getattr(self.source, "expected_frames", None)
+        return expected
+
+    def files(self) -> list[tuple[Path, int]]:
+        """Each output file and the frames written to it so far."""
+        return [(s.path, s.frames_written) for s in self.sinks if isinstance(s, FileSink)]
 
     def stop(self) -> None:
         """Ask every thread to finish; safe from any thread and from signal handlers."""
