@@ -16,10 +16,26 @@ from conftest import write_clip
 @pytest.mark.parametrize("codec", ["mjpeg", "h264"])
 def test_bench_reports_all_figures(codec: str, model_cache: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "mattecam", "bench", "--size", "320x180", "--frames", "40",
-         "--live-seconds", "2.5", "--codec", codec, "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mattecam",
+            "bench",
+            "--size",
+            "320x180",
+            "--frames",
+            "40",
+            "--live-seconds",
+            "2.5",
+            "--codec",
+            codec,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     (res,) = report["results"]
@@ -46,10 +62,26 @@ def test_bench_reports_all_figures(codec: str, model_cache: Path) -> None:
 def test_bench_soak_runs_the_frames_asked_and_measures_growth(model_cache: Path) -> None:
     """``--soak N`` plays N frames and reports the RSS growth after its 500-frame warm-up."""
     r = subprocess.run(
-        [sys.executable, "-m", "mattecam", "bench", "--size", "320x180", "--frames", "20",
-         "--no-batch", "--no-live", "--soak", "800", "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mattecam",
+            "bench",
+            "--size",
+            "320x180",
+            "--frames",
+            "20",
+            "--no-batch",
+            "--no-live",
+            "--soak",
+            "800",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     (res,) = json.loads(r.stdout)["results"]
     soak = res["soak"]
@@ -68,10 +100,26 @@ def test_bench_soak_runs_the_frames_asked_and_measures_growth(model_cache: Path)
 def test_bench_table_with_an_input_clip(tmp_path: Path, model_cache: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", n=10)
     r = subprocess.run(
-        [sys.executable, "-m", "mattecam", "bench", "--input", str(clip), "--size", "160x96",
-         "--frames", "25", "--no-live", "-b", "blur"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mattecam",
+            "bench",
+            "--input",
+            str(clip),
+            "--size",
+            "160x96",
+            "--frames",
+            "25",
+            "--no-live",
+            "-b",
+            "blur",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "160x96 (25 frames, input 0 MB in memory)" in r.stdout
     assert "batch throughput" in r.stdout

@@ -74,10 +74,16 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def live_settings(clip: Path, **kw: Any) -> Settings:
     base: dict[str, Any] = {
-        "input": str(clip), "outputs": ("null",), "loop": True, "fps": FPS,
-        "background": "green", "refine": "bilinear", "temporal": False,
-        "control": True, "control_port": 0,
-    }  # fmt: skip
+        "input": str(clip),
+        "outputs": ("null",),
+        "loop": True,
+        "fps": FPS,
+        "background": "green",
+        "refine": "bilinear",
+        "temporal": False,
+        "control": True,
+        "control_port": 0,
+    }
     base.update(kw)
     return Settings(**base)
 
@@ -226,8 +232,7 @@ def test_binds_loopback_only_and_publishes_port_and_token(
     path = runtime_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = json.loads(path.read_text())
-    assert data == {"port": session.server.port, "token": session.server.token,
-                    "pid": os.getpid()}  # fmt: skip
+    assert data == {"port": session.server.port, "token": session.server.token, "pid": os.getpid()}
     assert session.control_url == (
         f"http://127.0.0.1:{session.server.port}/?token={session.server.token}"
     )
@@ -321,9 +326,13 @@ def test_upload_stores_under_a_server_chosen_name_and_applies(
     api = Api(live[0])
     blue = png((255, 0, 0))
     status, _, data = request(
-        api.port, "POST", "/api/upload", token=api.token, body=blue,
+        api.port,
+        "POST",
+        "/api/upload",
+        token=api.token,
+        body=blue,
         headers={"Content-Type": "image/png"},
-    )  # fmt: skip
+    )
     assert status == 201, data
     entry = json.loads(data)
     library = xdg / "xdg_data_home" / "mattecam" / "backgrounds"
@@ -487,16 +496,33 @@ def test_command_line_run_with_control_and_ctl(
     SIGTERM stops it cleanly, removing the endpoint file."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mattecam", "-i", str(clip20), "--loop", "-o", "null",
-         "--control", "--control-port", "0"],
-        env=env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mattecam",
+            "-i",
+            str(clip20),
+            "--loop",
+            "-o",
+            "null",
+            "--control",
+            "--control-port",
+            "0",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(runtime_file().is_file, timeout=30, what="control endpoint")
         r = subprocess.run(
             [sys.executable, "-m", "mattecam", "ctl", "background", "color", "#0000ff"],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         assert "colour #0000ff" in r.stdout
     finally:
@@ -527,15 +553,25 @@ def shared(
 def unchanged(session: LiveSession) -> bool:
     s = session.controller.settings
     return (str(s.background), s.mirror, s.blur_strength, session.pipeline.paused) == (
-        "#00ff00", False, 12.0, False,
-    )  # fmt: skip
+        "#00ff00",
+        False,
+        12.0,
+        False,
+    )
 
 
 def test_foreign_host_is_refused(shared: tuple[LiveSession, TimedSink]) -> None:
     """DNS rebinding: a page on another name that resolves to 127.0.0.1."""
     api = Api(shared[0])
-    hosts = ["evil.example", f"evil.example:{api.port}", "127.0.0.1:1", "127.0.0.1",
-             f"localhost.evil.example:{api.port}", f"127.0.0.1.nip.io:{api.port}", ""]  # fmt: skip
+    hosts = [
+        "evil.example",
+        f"evil.example:{api.port}",
+        "127.0.0.1:1",
+        "127.0.0.1",
+        f"localhost.evil.example:{api.port}",
+        f"127.0.0.1.nip.io:{api.port}",
+        "",
+    ]
     for host in hosts:
         for method, path in (("GET", "/"), ("GET", "/api/status"), ("POST", "/api/pause")):
             status, _, data = request(
@@ -548,8 +584,12 @@ def test_foreign_host_is_refused(shared: tuple[LiveSession, TimedSink]) -> None:
 
 def test_local_hosts_are_accepted(shared: tuple[LiveSession, TimedSink]) -> None:
     api = Api(shared[0])
-    for host in (f"127.0.0.1:{api.port}", f"localhost:{api.port}", f"LOCALHOST:{api.port}",
-                 f"[::1]:{api.port}"):  # fmt: skip
+    for host in (
+        f"127.0.0.1:{api.port}",
+        f"localhost:{api.port}",
+        f"LOCALHOST:{api.port}",
+        f"[::1]:{api.port}",
+    ):
         assert request(api.port, "GET", "/api/status", token=api.token, host=host)[0] == 200
 
 
@@ -625,8 +665,14 @@ def test_upload_limits_and_decoding(shared: tuple[LiveSession, TimedSink], tmp_p
         assert len(big) > 4096
         assert upload(big)[0] == 413
         # Not pictures: text, a script, an SVG, a truncated PNG, a GIF, an empty body.
-        for junk in (b"hello", b"#!/bin/sh\nrm -rf /\n", b"<svg xmlns='x'></svg>",
-                     png((1, 2, 3))[:40], b"GIF89a" + bytes(30), b""):  # fmt: skip
+        for junk in (
+            b"hello",
+            b"#!/bin/sh\nrm -rf /\n",
+            b"<svg xmlns='x'></svg>",
+            png((1, 2, 3))[:40],
+            b"GIF89a" + bytes(30),
+            b"",
+        ):
             status, data = upload(junk)
             assert status == 415, (junk[:10], data)
             assert b"JPEG, PNG, WebP or BMP" in data
@@ -670,9 +716,14 @@ def test_bad_background_requests_are_refused(shared: tuple[LiveSession, TimedSin
 
 def test_no_client_path_reaches_the_file_system(shared: tuple[LiveSession, TimedSink]) -> None:
     api = Api(shared[0])
-    for path in ("/api/backgrounds/..%2F..%2Fetc%2Fpasswd", "/api/backgrounds/%2Fetc%2Fhostname",
-                 "/api/backgrounds/../../etc/passwd", "/../../etc/passwd",
-                 "/static/../cli.py", "/app.js/../../cli.py"):  # fmt: skip
+    for path in (
+        "/api/backgrounds/..%2F..%2Fetc%2Fpasswd",
+        "/api/backgrounds/%2Fetc%2Fhostname",
+        "/api/backgrounds/../../etc/passwd",
+        "/../../etc/passwd",
+        "/static/../cli.py",
+        "/app.js/../../cli.py",
+    ):
         status, _, data = api.get(path)
         assert status in (400, 404), (path, data)
         assert b"root:" not in data and b"import" not in data
@@ -704,24 +755,40 @@ def test_bad_settings_are_refused(shared: tuple[LiveSession, TimedSink]) -> None
 def test_malformed_requests_are_refused(shared: tuple[LiveSession, TimedSink]) -> None:
     api = Api(shared[0])
     status, _, data = request(
-        api.port, "POST", "/api/pause", token=api.token, body=b"{not json",
+        api.port,
+        "POST",
+        "/api/pause",
+        token=api.token,
+        body=b"{not json",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert status == 400 and b"not valid JSON" in data
     status, _, data = request(
-        api.port, "POST", "/api/pause", token=api.token, body=b"kind=brb",
+        api.port,
+        "POST",
+        "/api/pause",
+        token=api.token,
+        body=b"kind=brb",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )  # fmt: skip
+    )
     assert status == 415  # an HTML form cannot post JSON
     status, _, data = request(
-        api.port, "POST", "/api/pause", token=api.token, body=b"[1]",
+        api.port,
+        "POST",
+        "/api/pause",
+        token=api.token,
+        body=b"[1]",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert status == 400
     status, _, _ = request(
-        api.port, "POST", "/api/settings", token=api.token, body=b" " * (65 * 1024),
+        api.port,
+        "POST",
+        "/api/settings",
+        token=api.token,
+        body=b" " * (65 * 1024),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert status == 413
     assert api.post("/api/pause", {"kind": "forever"})[0] == 400
     assert unchanged(shared[0])
@@ -734,9 +801,11 @@ def test_methods_and_unknown_paths(shared: tuple[LiveSession, TimedSink]) -> Non
     assert request(api.port, "DELETE", "/api/status", token=api.token)[0] == 405
     assert request(api.port, "POST", "/", token=api.token, json_body={})[0] == 405
     status, headers, _ = request(
-        api.port, "OPTIONS", "/api/background",
+        api.port,
+        "OPTIONS",
+        "/api/background",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
-    )  # fmt: skip
+    )
     assert status == 403 and "access-control-allow-origin" not in headers
     status, headers, _ = request(api.port, "OPTIONS", "/api/background", token=api.token)
     assert status == 405 and "access-control-allow-origin" not in headers

@@ -14,10 +14,15 @@ from test_control import live_settings, near, png, private_xdg, running, write_c
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--no-proxy-server",
-]  # fmt: skip
+]
 ARTIFACTS = ROOT / "artifacts"
 
 # The bottom-right pixel of the preview as the page shows it, read back through a canvas.

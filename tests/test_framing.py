@@ -184,8 +184,11 @@ def test_temporal_state_follows_the_crop() -> None:
 def run_eval(*args: str) -> dict[str, float]:
     r = subprocess.run(
         [sys.executable, "-m", "mattecam", "eval", *args, "--json"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return dict(json.loads(r.stdout))
 
 

@@ -189,8 +189,9 @@ def test_live_session_closes_a_pipeline_that_never_ran(
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match="control-port"):
-            LiveSession(Settings(input=str(clip), outputs=("null",), control=True,
-                                 control_port=port))  # fmt: skip
+            LiveSession(
+                Settings(input=str(clip), outputs=("null",), control=True, control_port=port)
+            )
     assert counts(built[1]) == (0, 0, 1, 0, 0)
 
 
@@ -307,17 +308,25 @@ def test_status_line_reads_the_summary() -> None:
 def test_api_status_reads_the_summary(clip: Path) -> None:
     m, clock, cpu = fabricated()
     tap = LatestFrameSink()
-    p = Pipeline(CountingSource(clip), CountingProcessor(), [CountingSink(), tap], live=True,
-                 metrics=m)  # fmt: skip
+    p = Pipeline(
+        CountingSource(clip), CountingProcessor(), [CountingSink(), tap], live=True, metrics=m
+    )
     controller = LiveController(p, Settings(input=str(clip), outputs=("null",)), latest=tap)
     try:
         status = controller.status()  # the first call: since the start
         assert status["fps"] == {"in": 30.0, "processed": 29.0, "out": 31.0}
         assert status["cpu_percent"] == pytest.approx(25.0)
-        assert status["latency_ms"] == {"p50": pytest.approx(29.5),
-                                        "p95": pytest.approx(m.summary().latency(95))}  # fmt: skip
-        assert status["frames"] == {"captured": 60, "processed": 58, "written": 62,
-                                    "repeats": 2, "placeholders": 3}  # fmt: skip
+        assert status["latency_ms"] == {
+            "p50": pytest.approx(29.5),
+            "p95": pytest.approx(m.summary().latency(95)),
+        }
+        assert status["frames"] == {
+            "captured": 60,
+            "processed": 58,
+            "written": 62,
+            "repeats": 2,
+            "placeholders": 3,
+        }
         assert status["dropped"] == {"before_process": 2, "before_output": 0}
         assert status["viewers"] == [None] and status["watching"] is None
         assert (status["live"], status["paused"], status["pause"]) == (True, False, None)
@@ -330,9 +339,21 @@ def test_api_status_reads_the_summary(clip: Path) -> None:
         assert later["cpu_percent"] == pytest.approx(5.0)
         # Keys the control page and ``mattecam ctl status`` read: unchanged.
         assert set(later) == {
-            "live", "paused", "pause", "idle", "watching", "viewers", "fps", "cpu_percent",
-            "latency_ms", "frames", "dropped", "uptime_s", "restart_needed", "config_error",
-        }  # fmt: skip
+            "live",
+            "paused",
+            "pause",
+            "idle",
+            "watching",
+            "viewers",
+            "fps",
+            "cpu_percent",
+            "latency_ms",
+            "frames",
+            "dropped",
+            "uptime_s",
+            "restart_needed",
+            "config_error",
+        }
     finally:
         p.close()
 
@@ -358,10 +379,21 @@ def test_bench_reports_the_summary(monkeypatch: pytest.MonkeyPatch) -> None:
         assert live[f"latency_p{q}_ms"] == window.latency(q)
     assert len(window.latency_ms) > 5  # ~15 frames at 30 fps in the half second measured
     assert set(live) == {
-        "fps", "seconds", "cpu_percent", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-        "latency_first_third_p50_ms", "latency_last_third_p50_ms", "frames_captured",
-        "frames_written", "dropped", "repeated", "rss_growth_mb", "cpu_percent_by_thread",
-    }  # fmt: skip
+        "fps",
+        "seconds",
+        "cpu_percent",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_first_third_p50_ms",
+        "latency_last_third_p50_ms",
+        "frames_captured",
+        "frames_written",
+        "dropped",
+        "repeated",
+        "rss_growth_mb",
+        "cpu_percent_by_thread",
+    }
     fps, metrics = bench.run_batch(opts, prepared)
     assert metrics.written == 12 and fps == summaries[-1].fps_out > 0
 

@@ -143,8 +143,10 @@ def test_a_signal_at_any_moment_of_start_up_leaves_no_debris(
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen(
         [*MATTECAM, "-i", str(long_clip), "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     err = finish(proc)
@@ -164,8 +166,10 @@ def test_a_closed_status_pipe_does_not_stop_the_video(
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen(
         [*MATTECAM, "-i", str(long_clip), "-o", str(out), "-v", "--width", "320"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     for _ in range(3):
         proc.stderr.readline()
@@ -180,9 +184,12 @@ def test_closed_stderr_does_not_crash(tmp_path: Path, clip: Path, model_cache: P
     out = tmp_path / "out.mp4"
     r = subprocess.run(
         [*MATTECAM, "-i", str(clip), "-o", str(out), "-v"],
-        stdout=subprocess.PIPE, text=True, timeout=120, check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
         preexec_fn=lambda: os.close(2),
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stdout
     assert len(read_frames(out)) == 12
     assert r.stdout == ""  # nothing meant for stderr went to stdout or into the file
@@ -262,15 +269,20 @@ def run_with_small_disk(disk: Path, size: str, *args: str) -> subprocess.Complet
     prefix = [] if os.geteuid() == 0 else ["unshare", "-rm"]
     probe = subprocess.run(
         [*prefix, "unshare", "-m", "sh", "-c", f"{mount} && umount {disk}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.strip()}")
     cmd = " ".join(f"'{a}'" for a in [*MATTECAM, *args])
     return subprocess.run(
         [*prefix, "unshare", "-m", "sh", "-c", f"{mount} && exec {cmd}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("order", ["good first", "full first"])

@@ -129,9 +129,10 @@ class LiveSession:
         try:
             if config is not None:
                 self.watcher = ConfigWatcher(
-                    config, lambda changes: self.controller.change(**changes),
+                    config,
+                    lambda changes: self.controller.change(**changes),
                     on_error=self._config_error,
-                )  # fmt: skip
+                )
                 self._stack.callback(self.watcher.close)
             if settings.control:
                 from mattecam.control.server import ControlServer

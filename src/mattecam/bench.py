@@ -41,8 +41,16 @@ STAGES = ("decode", "preprocess", "inference", "refine", "composite", "convert",
 
 
 #: The settings a bench report lists among its options (they shape the measured work).
-REPORTED_SETTINGS = ("model", "refine", "temporal", "crop", "edge_radius", "edge_eps",
-                     "threads", "light_wrap")  # fmt: skip
+REPORTED_SETTINGS = (
+    "model",
+    "refine",
+    "temporal",
+    "crop",
+    "edge_radius",
+    "edge_eps",
+    "threads",
+    "light_wrap",
+)
 
 
 @dataclass

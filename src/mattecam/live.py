@@ -23,9 +23,20 @@ log = logging.getLogger(__name__)
 
 #: Settings a running pipeline takes without reopening anything.
 LIVE_KEYS = frozenset(
-    {"background", "blur_strength", "model", "threads", "refine", "temporal", "crop",
-     "edge_radius", "edge_eps", "mirror", "light_wrap"}
-)  # fmt: skip
+    {
+        "background",
+        "blur_strength",
+        "model",
+        "threads",
+        "refine",
+        "temporal",
+        "crop",
+        "edge_radius",
+        "edge_eps",
+        "mirror",
+        "light_wrap",
+    }
+)
 #: Settings that only take effect when mattecam is started again (they reopen devices).
 RESTART_KEYS = frozenset(f.name for f in dataclasses.fields(Settings)) - LIVE_KEYS
 
@@ -115,8 +126,9 @@ class LiveController:
                     self._restart[key] = getattr(new, key)
                 log.warning(
                     "%s changed to %r: this takes effect when mattecam is restarted",
-                    key, getattr(new, key),
-                )  # fmt: skip
+                    key,
+                    getattr(new, key),
+                )
             if live:
                 self._apply(old, new, set(live))
                 self._settings = dataclasses.replace(old, **{k: getattr(new, k) for k in live})

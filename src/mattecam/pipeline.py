@@ -167,8 +167,9 @@ class Pipeline:
             raise
         finally:
             stuck = self._stop_threads()  # again: an interrupt may have cut the first short
-            self._release(opened, source_open=source_open, failed=failed or bool(stuck),
-                          stuck=stuck)  # fmt: skip
+            self._release(
+                opened, source_open=source_open, failed=failed or bool(stuck), stuck=stuck
+            )
         if stuck:
             raise PipelineStuckError(
                 f"the {' and '.join(sorted(stuck))} thread(s) did not stop within "
@@ -286,9 +287,13 @@ class Pipeline:
         <mattecam.process.FrameProcessor.update>`); None keeps the current one. The
         pipeline owns what it is given: replaced stages are closed. Any thread."""
         self.processor.update(
-            segmenter=segmenter, refiner=refiner, background=background,
-            mirror=mirror, light_wrap=light_wrap, crop=crop,
-        )  # fmt: skip
+            segmenter=segmenter,
+            refiner=refiner,
+            background=background,
+            mirror=mirror,
+            light_wrap=light_wrap,
+            crop=crop,
+        )
 
     @property
     def size(self) -> tuple[int, int]:

@@ -59,9 +59,13 @@ class FrameProcessor:
         """Queue changes for the next frame (any thread). A later call for the same item
         before that frame replaces the earlier one, which is then closed."""
         changes = {
-            "segmenter": segmenter, "refiner": refiner, "background": background,
-            "mirror": mirror, "light_wrap": light_wrap, "crop": crop,
-        }  # fmt: skip
+            "segmenter": segmenter,
+            "refiner": refiner,
+            "background": background,
+            "mirror": mirror,
+            "light_wrap": light_wrap,
+            "crop": crop,
+        }
         with self._lock:
             for key, value in changes.items():
                 if value is None:

@@ -248,8 +248,11 @@ class ControlServer:
             ) from e
         self.port = int(self._httpd.socket.getsockname()[1])
         self.endpoint = Endpoint(self.port, self.token, os.getpid())
-        self.allowed_hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}",
-                              f"[::1]:{self.port}"}  # fmt: skip
+        self.allowed_hosts = {
+            f"127.0.0.1:{self.port}",
+            f"localhost:{self.port}",
+            f"[::1]:{self.port}",
+        }
         if self.port == 80:
             self.allowed_hosts |= {"127.0.0.1", "localhost", "[::1]"}
         self.allowed_origins = {f"http://{h}" for h in self.allowed_hosts}
@@ -320,9 +323,13 @@ class ControlServer:
             return error_response(status, str(e))
         except Exception as e:
             log.error(
-                "control: %s %s failed: %s: %s", request.method, request.path,
-                type(e).__name__, e, exc_info=log.isEnabledFor(logging.DEBUG),
-            )  # fmt: skip
+                "control: %s %s failed: %s: %s",
+                request.method,
+                request.path,
+                type(e).__name__,
+                e,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             return error_response(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; mattecam's log says more."
             )
@@ -489,10 +496,14 @@ class ControlServer:
                 background=BackgroundSpec.of_file(self.library.root / entry.name)
             )
         return json_response(
-            {"name": entry.name, "kind": entry.kind, "bytes": entry.bytes,
-             "settings": self.settings_view()},
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "bytes": entry.bytes,
+                "settings": self.settings_view(),
+            },
             HTTPStatus.CREATED,
-        )  # fmt: skip
+        )
 
     def _backgrounds(self, req: Request) -> Response:
         return json_response(
