@@ -185,7 +185,11 @@ BAD_INPUTS = {  # case: (arguments, words the message must hold, exit code: 2 us
         "does not exist",
         2,
     ),
-    "unknown model": (["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "foo"], "unknown model", 2),
+    "unknown model": (
+        ["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "foo"],
+        "--model must be one of",
+        2,
+    ),
     "corrupt model": (
         ["-i", "{clip}", "-o", "{tmp}/o.mp4", "--model", "{tmp}/text.tflite"],
         "cannot load",

@@ -10,8 +10,9 @@ import pytest
 
 from mattecam import cli, configfile
 from mattecam.compositing.backgrounds import BACKGROUNDS, BlurBackground, ColorBackground
-from mattecam.config import Settings
+from mattecam.config import CHOICES, Settings
 from mattecam.errors import ConfigError
+from mattecam.matte import REFINERS, make_refiner
 from mattecam.sinks import SINKS, FileSink, NullSink, V4L2LoopbackSink, make_sink
 from mattecam.sources import SOURCES
 from mattecam.specs import BACKGROUND_KINDS, BackgroundSpec, InputSpec, OutputSpec
@@ -133,3 +134,20 @@ def test_the_command_line_is_parsed_once_into_the_settings_it_gives() -> None:
     assert cli.parse_run_args([])[1] == {}  # nothing given: the file and defaults decide
     # Choices come from the settings' own lists (bgr24 was missing from the flag's).
     assert cli.parse_run_args(["--output-format", "bgr24"])[1] == {"output_format": "bgr24"}
+
+
+def test_the_model_is_checked_where_it_enters() -> None:
+    """A model name is checked when the settings are made, not when the model loads: named
+    as the flag on the command line, as the key in the config file."""
+    assert Settings(outputs=("null",), model="general").model == "general"
+    assert Settings(outputs=("null",), model="my.tflite").model == "my.tflite"  # a path
+    with pytest.raises(ConfigError, match=r"^--model must be one of landscape, general"):
+        Settings(outputs=("null",), model="huge")
+    with pytest.raises(ConfigError, match=r"^c\.toml: model must be one of"):
+        configfile.merge({"model": "huge", "outputs": ("null",)}, {}, where="c.toml")
+
+
+def test_refinements_come_from_their_registry() -> None:
+    assert tuple(REFINERS) == CHOICES["refine"] == ("guided", "bilinear")
+    with pytest.raises(ConfigError, match="unknown refinement 'magic'; use one of guided"):
+        make_refiner("magic")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from mattecam.errors import ConfigError
 from mattecam.matte import REFINERS
+from mattecam.segmentation.models import MODELS
 from mattecam.sinks.convert import FORMATS as OUTPUT_FORMATS
 from mattecam.sources.camera import CAMERA_FORMATS
 from mattecam.specs import BackgroundSpec, InputSpec, OutputSpec
@@ -33,7 +35,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
 #: Settings that take one of a few names.
 CHOICES: dict[str, tuple[str, ...]] = {
     "camera_format": CAMERA_FORMATS,
-    "refine": REFINERS,
+    "refine": tuple(REFINERS),
     "output_format": tuple(OUTPUT_FORMATS),
 }
 
@@ -105,6 +107,13 @@ class Settings:
                 raise SettingError(
                     key, f"must be between {low:g} and {high:g}{note}, got {value:g}."
                 )
+        path = Path(self.model).expanduser()
+        if self.model not in MODELS and path.suffix != ".tflite" and not path.exists():
+            raise SettingError(
+                "model",
+                f"must be one of {', '.join(MODELS)} or a path to a .tflite file, "
+                f"got {self.model!r}.",
+            )
         if not 0 < self.edge_eps <= 1:
             raise SettingError("edge_eps", f"must be in (0, 1], got {self.edge_eps:g}.")
         for key, choices in CHOICES.items():

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mattecam.errors import ConfigError
 from mattecam.matte.base import Matte, Refiner
 from mattecam.matte.guided import GuidedRefiner
 from mattecam.matte.temporal import TemporalRefiner
 from mattecam.matte.upsample import BilinearRefiner
 
-REFINERS = ("guided", "bilinear")
+
+def _guided(radius: int, eps: float, work_height: int | None) -> Refiner:
+    return GuidedRefiner(radius=radius, eps=eps, work_height=work_height)
+
+
+def _bilinear(radius: int, eps: float, work_height: int | None) -> Refiner:
+    return BilinearRefiner()
+
+
+#: Refinement name (``--refine``) -> factory (radius, eps, work height). The first is the
+#: default; a new refinement is a :class:`Refiner` and one entry here.
+REFINERS: dict[str, Callable[[int, float, int | None], Refiner]] = {
+    "guided": _guided,
+    "bilinear": _bilinear,
+}
 
 
 def make_refiner(
@@ -19,15 +35,15 @@ def make_refiner(
     eps: float = 1e-3,
     work_height: int | None = None,
 ) -> Refiner:
-    """The refinement chain: optional temporal smoothing, then ``guided`` or ``bilinear``
-    upsampling."""
-    inner: Refiner
-    if kind == "guided":
-        inner = GuidedRefiner(radius=radius, eps=eps, work_height=work_height)
-    elif kind == "bilinear":
-        inner = BilinearRefiner()
-    else:
+    """The refinement chain: optional temporal smoothing, then ``kind``'s upsampling.
+
+    Raises:
+        ConfigError: an unknown kind (the message lists the known ones).
+    """
+    factory = REFINERS.get(kind)
+    if factory is None:
         raise ConfigError(f"unknown refinement {kind!r}; use one of {', '.join(REFINERS)}.")
+    inner = factory(radius, eps, work_height)
     return TemporalRefiner(inner) if temporal else inner
 
 
