@@ -17,13 +17,21 @@ if [ "$dev" = 1 ]; then
     command -v Xvfb >/dev/null || need+=(xvfb)
     command -v xdotool >/dev/null || need+=(xdotool)
     command -v chromium >/dev/null || need+=(chromium)
+    # The PipeWire camera (-o pipewire) is tested in a private PipeWire session read by
+    # GStreamer's pipewiresrc.
+    command -v pipewire >/dev/null || need+=(pipewire pipewire-bin libpipewire-0.3-0)
+    command -v wireplumber >/dev/null || need+=(wireplumber)
+    command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+    command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base)
+    [ -e /usr/lib/"$(uname -m)"-linux-gnu/gstreamer-1.0/libgstpipewire.so ] \
+        || need+=(gstreamer1.0-pipewire gstreamer1.0-plugins-base)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
         elif command -v sudo >/dev/null; then
             sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
         else
-            echo "setup: cannot install ${need[*]} (not root); the preview and page tests will be skipped" >&2
+            echo "setup: cannot install ${need[*]} (not root); the preview, page and PipeWire tests will be skipped" >&2
         fi
     fi
 fi

@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="outputs",
         metavar="OUTPUT",
         help="where the result goes: a virtual camera (/dev/videoN, or 'auto' for the first "
-        "v4l2loopback device), a video file (.mp4, .mkv, .mov, .webm; it gets the input's "
-        "frame rate) or 'null' to discard frames (for measuring speed). May be given more "
-        "than once; given here, it replaces the config file's outputs.",
+        "v4l2loopback device), a PipeWire camera needing no kernel module ('pipewire', or "
+        "'pipewire:NAME' for the node name), a video file (.mp4, .mkv, .mov, .webm; it "
+        "gets the input's frame rate) or 'null' to discard frames (for measuring speed). "
+        "May be given more than once; given here, it replaces the config file's outputs.",
     )
     io.add_argument(
         "--output-format",

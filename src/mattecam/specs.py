@@ -151,15 +151,17 @@ class OutputSpec:
 
     * ``camera``: a v4l2loopback virtual camera, ``target`` ``/dev/videoN`` or ``auto``;
     * ``file``: a video file, ``target`` its path (its suffix picks the codec);
-    * ``null``: discarded, ``target`` empty or a pixel format to convert to first.
+    * ``null``: discarded, ``target`` empty or a pixel format to convert to first;
+    * ``pipewire``: a PipeWire camera node, ``target`` its node name (empty: ``mattecam``).
     """
 
-    kind: Literal["camera", "file", "null"]
+    kind: Literal["camera", "file", "null", "pipewire"]
     target: str = ""
 
     @classmethod
     def parse(cls, text: str) -> OutputSpec:
-        """``null``, ``null:FORMAT``, ``auto``, ``/dev/videoN`` or a video file path.
+        """``null``, ``null:FORMAT``, ``auto``, ``/dev/videoN``, ``pipewire``,
+        ``pipewire:NAME`` or a video file path.
 
         Raises:
             ConfigError: none of these (a file of an unknown type, say).
@@ -171,11 +173,20 @@ class OutputSpec:
             return cls("null", t.split(":", 1)[1])
         if t == "auto" or re.fullmatch(r"/dev/video\d+", t):
             return cls("camera", t)
+        if t == "pipewire" or t.startswith("pipewire:"):
+            name = t.partition(":")[2]
+            if t != "pipewire" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ConfigError(
+                    f"-o {text}: a PipeWire node name is letters, digits, '.', '_' or '-' "
+                    "(e.g. -o pipewire:mattecam)."
+                )
+            return cls("pipewire", name)
         path = Path(t).expanduser()
         if path.suffix.lower() in FILE_CODECS:
             return cls("file", str(path))
         raise ConfigError(
-            f"-o {text}: unknown output; use a virtual camera (/dev/videoN or auto), 'null', "
+            f"-o {text}: unknown output; use a virtual camera (/dev/videoN or auto), a "
+            "PipeWire camera (pipewire or pipewire:NAME), 'null', "
             f"or a video file ending in {', '.join(FILE_CODECS)}."
         )
 
@@ -189,4 +200,6 @@ class OutputSpec:
     def __str__(self) -> str:
         if self.kind == "null":
             return f"null:{self.target}" if self.target else "null"
+        if self.kind == "pipewire":
+            return f"pipewire:{self.target}" if self.target else "pipewire"
         return self.target

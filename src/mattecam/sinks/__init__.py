@@ -1,4 +1,4 @@
-"""Outputs: the virtual camera, video files, a preview window, the null sink, the newest frame."""
+"""Outputs: virtual cameras (v4l2loopback, PipeWire), files, a preview, null, the newest frame."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from mattecam.sinks.convert import FORMATS, Converter, PixelFormat, pixel_format
 from mattecam.sinks.file import FileSink
 from mattecam.sinks.latest import LatestFrameSink
 from mattecam.sinks.null import NullSink
+from mattecam.sinks.pipewire import PipeWireSink
 from mattecam.sinks.preview import PreviewSink
 from mattecam.sinks.v4l2loopback import V4L2LoopbackSink
 from mattecam.specs import OutputSpec
@@ -23,6 +24,10 @@ def _camera(spec: OutputSpec, output_format: str) -> Sink:
     return V4L2LoopbackSink(spec.target, pixel_format(output_format))
 
 
+def _pipewire(spec: OutputSpec, output_format: str) -> Sink:
+    return PipeWireSink(spec.target or "mattecam")
+
+
 def _file(spec: OutputSpec, output_format: str) -> Sink:
     return FileSink(Path(spec.target))
 
@@ -34,13 +39,16 @@ SINKS: dict[str, Callable[[OutputSpec, str], Sink]] = {
     "null": _null,
     "camera": _camera,
     "file": _file,
+    "pipewire": _pipewire,
 }
 
 
 def make_sink(spec: OutputSpec | str, *, output_format: str = "yuyv") -> Sink:
     """A sink for an output spec (or ``-o`` text, parsed first): ``null``, ``null:FORMAT``
     (convert, then discard), a v4l2loopback device (``/dev/videoN``, or ``auto`` for the
-    first one) written in ``output_format``, or a video file path (.mp4, .mkv, .mov, .webm).
+    first one) written in ``output_format``, a PipeWire camera (``pipewire``,
+    ``pipewire:NAME``; the consumer picks its format), or a video file path (.mp4, .mkv,
+    .mov, .webm).
 
     Raises:
         ConfigError: text that names no known kind of output, or an unknown pixel format.
@@ -57,6 +65,7 @@ __all__ = [
     "FileSink",
     "LatestFrameSink",
     "NullSink",
+    "PipeWireSink",
     "PixelFormat",
     "PreviewSink",
     "Sink",
