@@ -206,3 +206,39 @@ def test_the_command_on_this_machine() -> None:
     assert r.returncode == (1 if fails else 0), r.stderr
     if not devices.loopback_module():
         assert fails and MODPROBE in r.stdout
+
+
+def test_pipewire_missing_is_a_note_not_a_failure() -> None:
+    found = doctor.check_pipewire(library=False, daemon_problem="no socket", pw_v4l2=False)
+    assert levels(found) == ["info", "info", "info"]  # v4l2loopback may be what is used
+    assert "libpipewire-0.3-0" in found[0].fix
+    assert "no socket" in found[1].message and "systemctl --user start pipewire" in found[1].fix
+    assert "Zoom" in found[2].message and "pipewire-v4l2" in found[2].fix
+    assert not any(f.topic == "PipeWire apps" for f in found)  # moot without PipeWire
+
+
+def test_pipewire_present_says_how_each_app_sees_the_camera() -> None:
+    found = doctor.check_pipewire(library=True, daemon_problem=None, pw_v4l2=True)
+    assert levels(found) == ["ok", "ok", "ok", "info", "info", "info", "info"]
+    text = doctor.format_report(found)
+    assert "chrome://flags/#enable-webrtc-pipewire-camera" in text
+    assert "media.webrtc.camera.allow-pipewire to true" in text
+    assert "Flatpak" in text and "portal" in text
+    assert "pw-v4l2 zoom" in text and "-o auto" in text
+    assert "everything mattecam needs is in place" in text  # notes are not problems
+
+
+def test_run_checks_without_pipewire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_cache: Path
+) -> None:
+    """No daemon socket: PipeWire lines are notes, and the exit status does not change."""
+    monkeypatch.setattr(devices, "all_devices", lambda: [camera(), loopback()])
+    monkeypatch.setattr(devices, "loopback_module", lambda: {"version": "0.13.2"})
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PIPEWIRE_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("PIPEWIRE_REMOTE", raising=False)
+    found = [f for f in doctor.run_checks() if f.topic.startswith("PipeWire")]
+    daemon = [f for f in found if "daemon" in f.message]
+    assert len(daemon) == 1 and daemon[0].level == "info"
+    assert str(tmp_path / "pipewire-0") in daemon[0].message
+    assert all(f.level in ("ok", "info") for f in found)

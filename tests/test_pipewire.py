@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,6 +139,138 @@ def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert "Is PipeWire running?" in r.stderr and "systemctl --user" in r.stderr
+
+
+def test_no_daemon_is_reported_before_the_camera_opens(tmp_path: Path) -> None:
+    """The pre-flight check runs before the source: a camera that does not exist would
+    otherwise be the first (and misleading) error."""
+    if ctypes.util.find_library("pipewire-0.3") is None:
+        pytest.skip("libpipewire-0.3 is not installed")
+    assert not Path("/dev/video77").exists()
+    empty = tmp_path / "run"
+    empty.mkdir(mode=0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(empty), PIPEWIRE_RUNTIME_DIR=str(empty))
+    env.pop("PIPEWIRE_REMOTE", None)
+    r = subprocess.run(
+        [*MATTECAM, "-i", "/dev/video77", "-o", "pipewire", "-b", "green"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"no PipeWire socket at {empty / 'pipewire-0'}" in r.stderr
+    assert "Is PipeWire running?" in r.stderr and "systemctl --user" in r.stderr
+    assert "video77" not in r.stderr, r.stderr
+
+
+def test_socket_paths_follow_libpipewire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mattecam.sinks import pipewire
+
+    for var in ("PIPEWIRE_REMOTE", "PIPEWIRE_RUNTIME_DIR", "XDG_RUNTIME_DIR", "USERPROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert pipewire.socket_paths() == [Path("/run/pipewire/pipewire-0")]
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert pipewire.socket_paths() == [Path("/run/user/1000/pipewire-0")]
+    monkeypatch.setenv("PIPEWIRE_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("PIPEWIRE_REMOTE", "pipewire-1, /abs/sock")
+    assert pipewire.socket_paths() == [tmp_path / "pipewire-1", Path("/abs/sock")]
+    monkeypatch.delenv("PIPEWIRE_REMOTE")
+    assert pipewire.daemon_problem() == f"no PipeWire socket at {tmp_path / 'pipewire-0'}"
+    # A socket file left by a daemon that died refuses connections.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "pipewire-0"))
+    problem = pipewire.daemon_problem()
+    assert problem is not None and "does not answer" in problem
+    with socket.socket(socket.AF_UNIX) as s:  # one that listens answers
+        (tmp_path / "pipewire-0").unlink()
+        s.bind(str(tmp_path / "pipewire-0"))
+        s.listen(1)
+        assert pipewire.daemon_problem() is None
+
+
+def test_parse_pw_dump_keeps_video_sources() -> None:
+    from mattecam.devices import PipeWireCamera, parse_pw_dump
+
+    def node(id_: int, **props: str) -> dict[str, object]:
+        return {"id": id_, "type": "PipeWire:Interface:Node", "info": {"props": props}}
+
+    objects = [
+        {"id": 0, "type": "PipeWire:Interface:Core", "info": {}},
+        node(50, **{"media.class": "Video/Source", "node.name": "v4l2_input.usb"}),
+        node(40, **{"media.class": "Audio/Sink", "node.name": "speakers"}),
+        node(
+            45,
+            **{
+                "media.class": "Video/Source",
+                "node.name": "mattecam",
+                "node.description": "mattecam",
+                "media.role": "Camera",
+            },
+        ),
+        "garbage",
+    ]
+    assert parse_pw_dump(objects) == [
+        PipeWireCamera(45, "mattecam", "mattecam", "Camera"),
+        PipeWireCamera(50, "v4l2_input.usb", "", ""),
+    ]
+
+
+def test_devices_without_a_daemon_says_so(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path), PIPEWIRE_RUNTIME_DIR=str(tmp_path))
+    env.pop("PIPEWIRE_REMOTE", None)
+    r = subprocess.run(
+        [*MATTECAM, "devices"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    i = lines.index("PipeWire cameras:")
+    assert lines[i + 1].startswith(f"  No PipeWire socket at {tmp_path / 'pipewire-0'}.")
+    assert "Is PipeWire running?" in lines[i + 1]
+
+
+@pytest.fixture
+def published(pw_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """mattecam's camera node, published from this process into the private session."""
+    from mattecam.sinks.pipewire import PipeWireSink
+
+    for key in ("XDG_RUNTIME_DIR", "PIPEWIRE_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
+        monkeypatch.setenv(key, pw_env[key])
+    monkeypatch.delenv("PIPEWIRE_REMOTE", raising=False)
+    sink = PipeWireSink(NODE, "mattecam test")
+    sink.check()
+    sink.open(SIZE, 30)
+    try:
+        assert _wait_node(pw_env, present=True)
+        yield
+    finally:
+        sink.close()
+
+
+def test_devices_lists_the_pipewire_camera(pw_env: dict[str, str], published: None) -> None:
+    r = subprocess.run(
+        [*MATTECAM, "devices"], env=pw_env, capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = r.stdout.splitlines()
+    i = lines.index("PipeWire cameras:")
+    ours = [line for line in lines[i + 1 :] if line.startswith(f"  {NODE}: ")]
+    assert len(ours) == 1, r.stdout
+    assert "'mattecam test'" in ours[0] and "role Camera" in ours[0], ours
+
+
+def test_doctor_sees_pipewire(pw_env: dict[str, str]) -> None:
+    r = subprocess.run(
+        [*MATTECAM, "doctor"], env=pw_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "ok    PipeWire: libpipewire-0.3 is installed" in r.stdout
+    assert "ok    PipeWire: the daemon is running" in r.stdout
+    assert "chrome://flags/#enable-webrtc-pipewire-camera" in r.stdout
+    assert "media.webrtc.camera.allow-pipewire" in r.stdout
+    assert not any(
+        line.startswith(("FAIL", "WARN")) and "PipeWire" in line for line in r.stdout.splitlines()
+    )
 
 
 @pytest.mark.slow

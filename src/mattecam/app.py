@@ -41,6 +41,8 @@ def build_pipeline(settings: Settings, *, extra_sinks: Sequence[Sink] = ()) -> P
         sinks.append(PreviewSink())
     live = settings.input.is_camera or settings.loop or any(s.live for s in sinks)
     sinks.extend(extra_sinks)
+    for sink in sinks:  # a missing library or daemon is reported before the camera opens
+        sink.check()
     fps = settings.fps
     if not live and fps is not None:
         # Writing every input frame at another rate would change the video's duration.

@@ -713,8 +713,9 @@ def run_devices(argv: list[str]) -> int:
 
     argparse.ArgumentParser(
         prog="mattecam devices",
-        description="List cameras (formats, sizes, frame rates) and v4l2loopback virtual "
-        "cameras (label, whether they are free), with the setup command when none exist.",
+        description="List cameras (formats, sizes, frame rates), v4l2loopback virtual "
+        "cameras (label, whether they are free), with the setup command when none exist, and "
+        "PipeWire cameras (from pw-dump, when PipeWire runs).",
     ).parse_args(argv)
     print(devices.report())
     return 0
@@ -737,8 +738,9 @@ def run_doctor(argv: list[str]) -> int:
         prog="mattecam doctor",
         description="Check what mattecam needs: the v4l2loopback driver (loaded? version? "
         "exclusive_caps? devices and their labels), permission to open the video devices "
-        "(the video group), cameras and their formats, the model cache, the config file and "
-        "the login service. Each problem is printed with the command that fixes it. Exit "
+        "(the video group), cameras and their formats, PipeWire (for -o pipewire, and what "
+        "each kind of app needs to see a PipeWire camera), the model cache, the config file "
+        "and the login service. Each problem is printed with the command that fixes it. Exit "
         "status 1 when something is broken.",
     ).parse_args(argv)
     findings = doctor.run_checks()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mattecam.sinks import pipewire
 from mattecam.sinks.v4l2loopback import MODPROBE, SETUP_HINT
 from mattecam.v4l2 import ioctl as v4l2
 
@@ -82,6 +87,68 @@ def loopback_module() -> dict[str, str]:
     return info
 
 
+#: How long ``pw-dump`` may take before the listing gives up on it.
+PW_DUMP_TIMEOUT = 5.0
+PW_DUMP_HINT = (
+    "Debian/Ubuntu: sudo apt install pipewire-bin; Fedora: sudo dnf install pipewire-utils"
+)
+
+
+@dataclass(frozen=True)
+class PipeWireCamera:
+    """One PipeWire ``Video/Source`` node: a camera apps can open through PipeWire."""
+
+    id: int
+    name: str  # node.name: what -o pipewire:NAME sets, and pipewiresrc target-object takes
+    description: str  # node.description: what apps show
+    role: str  # media.role: "Camera" for cameras (mattecam's node, libcamera, v4l2 nodes)
+
+
+def parse_pw_dump(objects: Iterable[object]) -> list[PipeWireCamera]:
+    """The ``Video/Source`` nodes in ``pw-dump``'s JSON (a list of objects), in id order."""
+    out = []
+    for o in objects:
+        if not isinstance(o, dict) or o.get("type") != "PipeWire:Interface:Node":
+            continue
+        info = o.get("info")
+        props = info.get("props") if isinstance(info, dict) else None
+        if not isinstance(props, dict) or props.get("media.class") != "Video/Source":
+            continue
+        out.append(
+            PipeWireCamera(
+                id=int(o.get("id", -1)),
+                name=str(props.get("node.name", "")),
+                description=str(props.get("node.description", "")),
+                role=str(props.get("media.role", "")),
+            )
+        )
+    return sorted(out, key=lambda c: c.id)
+
+
+def pipewire_cameras(timeout: float = PW_DUMP_TIMEOUT) -> tuple[list[PipeWireCamera], str]:
+    """(the PipeWire cameras, ""), or ([], why they cannot be listed): pw-dump not
+    installed, no daemon answering, or pw-dump failing. Never raises."""
+    problem = pipewire.daemon_problem()
+    if problem:
+        return [], f"{problem[0].upper()}{problem[1:]}. {pipewire.DAEMON_HINT}"
+    exe = shutil.which("pw-dump")
+    if exe is None:
+        return (
+            [],
+            f"pw-dump is not installed, so PipeWire cameras cannot be listed ({PW_DUMP_HINT}).",
+        )
+    try:
+        r = subprocess.run([exe], capture_output=True, timeout=timeout, check=True)
+        objects = json.loads(r.stdout)
+    except subprocess.TimeoutExpired:
+        return [], f"pw-dump did not answer within {timeout:g} s."
+    except (OSError, subprocess.CalledProcessError, ValueError) as e:
+        return [], f"pw-dump failed ({e})."
+    if not isinstance(objects, list):
+        return [], "pw-dump printed something other than a list of objects."
+    return parse_pw_dump(objects), ""
+
+
 def report() -> str:
     """The human-readable listing."""
     devices = all_devices()
@@ -120,4 +187,13 @@ def report() -> str:
             "  note: exclusive_caps is off, so Chrome will not list these devices; reload "
             f"the module with exclusive_caps=1: {MODPROBE}"
         )
+    lines.append("PipeWire cameras:")
+    pw_cams, problem = pipewire_cameras()
+    if problem:
+        lines.append(f"  {problem}")
+    elif not pw_cams:
+        lines.append("  none found (mattecam publishes one with -o pipewire)")
+    for c in pw_cams:
+        role = f", role {c.role}" if c.role else ""
+        lines.append(f"  {c.name}: {c.description!r} (node {c.id}{role})")
     return "\n".join(lines)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import grp
 import os
 import pwd
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Literal
 from mattecam import devices
 from mattecam.devices import Device
 from mattecam.errors import MattecamError
+from mattecam.sinks import pipewire
 from mattecam.sinks.v4l2loopback import MODPROBE
 from mattecam.v4l2 import ioctl as v4l2
 
@@ -256,6 +259,75 @@ def check_cameras(cameras: Sequence[Device]) -> list[Finding]:
     return out
 
 
+PW_V4L2_INSTALL = (
+    "sudo apt install pipewire-v4l2   (Debian/Ubuntu; Fedora: pipewire-v4l2; Arch: pipewire-v4l2)"
+)
+#: How each kind of app opens a PipeWire camera (-o pipewire): (who, what it needs).
+PIPEWIRE_APPS = (
+    (
+        "Chrome/Chromium list PipeWire cameras only with a flag",
+        "open chrome://flags/#enable-webrtc-pipewire-camera, set it to Enabled and relaunch",
+    ),
+    (
+        "Firefox lists PipeWire cameras only with a pref (on by default on some distributions)",
+        "in about:config set media.webrtc.camera.allow-pipewire to true and restart Firefox",
+    ),
+    (
+        "Flatpak apps see PipeWire cameras only (no /dev/video*), through the camera portal",
+        "use -o pipewire, and allow the camera when the app asks (xdg-desktop-portal)",
+    ),
+    (
+        "V4L2-only apps such as Zoom do not see PipeWire cameras",
+        "start them as `pw-v4l2 zoom` (pipewire-v4l2), or use the v4l2loopback output (-o auto)",
+    ),
+)
+
+
+def check_pipewire(*, library: bool, daemon_problem: str | None, pw_v4l2: bool) -> list[Finding]:
+    """PipeWire, for ``-o pipewire``: the client library, a running daemon, ``pw-v4l2``,
+    then how each kind of app sees a PipeWire camera. Never a failure: v4l2loopback may be
+    the output the user wants."""
+    topic = "PipeWire"
+    out = []
+    if library:
+        out.append(Finding("ok", topic, "libpipewire-0.3 is installed"))
+    else:
+        out.append(
+            Finding(
+                "info",
+                topic,
+                "libpipewire-0.3 is not installed, so -o pipewire (a camera without a kernel "
+                "module) is not possible.",
+                pipewire.INSTALL_HINT,
+            )
+        )
+    if daemon_problem is None:
+        out.append(Finding("ok", topic, "the daemon is running"))
+    else:
+        out.append(
+            Finding(
+                "info",
+                topic,
+                f"the daemon is not running ({daemon_problem}), so -o pipewire is not possible.",
+                "systemctl --user start pipewire wireplumber   (or use -o auto, v4l2loopback)",
+            )
+        )
+    if pw_v4l2:
+        out.append(Finding("ok", topic, "pw-v4l2 is installed (for V4L2-only apps)"))
+    else:
+        out.append(
+            Finding(
+                "info",
+                topic,
+                "pw-v4l2 is not installed: V4L2-only apps (Zoom) cannot open a PipeWire camera.",
+                PW_V4L2_INSTALL,
+            )
+        )
+    if library and daemon_problem is None:
+        out.extend(Finding("info", "PipeWire apps", who, fix) for who, fix in PIPEWIRE_APPS)
+    return out
+
+
 def check_models() -> list[Finding]:
     """Each known model: cached and matching its checksum."""
     from mattecam.segmentation import models
@@ -370,6 +442,11 @@ def run_checks() -> list[Finding]:
             listed_groups=listed,
         ),
         *check_cameras(cams),
+        *check_pipewire(
+            library=ctypes.util.find_library("pipewire-0.3") is not None,
+            daemon_problem=pipewire.daemon_problem(),
+            pw_v4l2=shutil.which("pw-v4l2") is not None,
+        ),
         *check_models(),
         *check_config(default_path()),
         *check_service(unit_path()),

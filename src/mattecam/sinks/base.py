@@ -11,7 +11,8 @@ from mattecam.frame import Frame
 class Sink(ABC):
     """An output: a file, a preview window, a virtual camera, or nothing.
 
-    Lifecycle: :meth:`open` once from the main thread (it may raise a
+    Lifecycle: :meth:`check` (cheap, before the source is made; may be skipped), then
+    :meth:`open` once from the main thread (it may raise a
     :class:`~mattecam.errors.MattecamError` naming the fix, and must then leave nothing
     behind); :meth:`write` from the output thread only; then exactly one of :meth:`close`
     (finish normally: finalise files) or :meth:`abort` (an error happened: remove partial
@@ -32,6 +33,14 @@ class Sink(ABC):
     def viewers(self) -> int | None:
         """How many consumers watch this output right now; None when unknown (always on)."""
         return None
+
+    def check(self) -> None:
+        """Cheap pre-flight: raise the error :meth:`open` would raise for a missing system
+        part (a library, a daemon), without acquiring anything. Called from the main thread
+        by :func:`mattecam.app.build_pipeline` for every sink before the source is made, so
+        a setup problem is reported before any camera is opened. The default checks nothing;
+        :meth:`open` must still report what this misses."""
+        return
 
     @abstractmethod
     def open(self, size: tuple[int, int], fps: float) -> None:

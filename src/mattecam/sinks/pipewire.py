@@ -6,10 +6,12 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import socket
 import struct
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 from mattecam.errors import ConfigError, SinkError
 from mattecam.frame import Frame
@@ -266,6 +268,56 @@ def load_library() -> ctypes.CDLL:
         return lib
 
 
+def socket_paths() -> list[Path]:
+    """Where libpipewire connects, as it decides: each name in ``$PIPEWIRE_REMOTE`` (comma
+    separated; default ``pipewire-0``), an absolute path as it is, a name inside the first
+    of ``$PIPEWIRE_RUNTIME_DIR``, ``$XDG_RUNTIME_DIR``, ``$USERPROFILE`` that is set (else
+    ``/run/pipewire``, the system-wide daemon)."""
+    names = [n.strip() for n in os.environ.get("PIPEWIRE_REMOTE", "").split(",") if n.strip()]
+    runtime = next(
+        (
+            os.environ[v]
+            for v in ("PIPEWIRE_RUNTIME_DIR", "XDG_RUNTIME_DIR", "USERPROFILE")
+            if os.environ.get(v)
+        ),
+        "/run/pipewire",
+    )
+    return [Path(runtime) / n for n in names or ["pipewire-0"]]  # an absolute n replaces
+
+
+def daemon_problem(timeout: float = 1.0) -> str | None:
+    """None when a PipeWire daemon accepts a connection on :func:`socket_paths`, else why
+    not (one phrase). Connecting and closing at once costs the daemon nothing; a socket
+    left by a daemon that died refuses."""
+    reasons = []
+    for path in socket_paths():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            try:
+                s.connect(str(path))
+            except FileNotFoundError:
+                reasons.append(f"no PipeWire socket at {path}")
+            except OSError as e:
+                reasons.append(f"the PipeWire socket {path} does not answer ({e.strerror or e})")
+            else:
+                return None
+    return "; ".join(reasons)
+
+
+def preflight() -> None:
+    """What :meth:`PipeWireSink.open` needs from the system, checked without publishing
+    anything: libpipewire-0.3 loads and a daemon answers.
+
+    Raises:
+        SinkError: with the texts :meth:`~PipeWireSink.open` uses (:data:`INSTALL_HINT`,
+            :data:`DAEMON_HINT`).
+    """
+    load_library()
+    problem = daemon_problem()
+    if problem:
+        raise SinkError(f"cannot connect to the PipeWire daemon ({problem}). {DAEMON_HINT}")
+
+
 class PipeWireSink(Sink):
     """Publishes frames as a PipeWire camera: a ``Video/Source`` node with
     ``media.role=Camera`` that browsers (through the camera portal), GStreamer's
@@ -304,6 +356,9 @@ class PipeWireSink(Sink):
         self._keep: list[object] = []  # pods and callbacks libpipewire points into
 
     # --- setup ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        preflight()
 
     def open(self, size: tuple[int, int], fps: float) -> None:
         w, h = size
