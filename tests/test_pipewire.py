@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,97 +18,13 @@ import pytest
 
 from conftest import write_clip
 from mattecam.specs import OutputSpec
+from pwsession import PipeWireSession, pw_env, pw_session, stop
+
+__all__ = ["pw_env", "pw_session"]  # fixtures, used by name
 
 MATTECAM = [sys.executable, "-m", "mattecam"]
-TOOLS = ("pipewire", "wireplumber", "dbus-daemon", "gst-launch-1.0", "pw-dump")
 NODE = "mattecamtest"
 SIZE = (320, 240)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """End a process this module started (and its group), waiting a bounded time."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def pw_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private D-Bus session, PipeWire and WirePlumber, all state under a temp dir; the
-    environment that reaches them."""
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if ctypes.util.find_library("pipewire-0.3") is None:
-        missing.append("libpipewire-0.3")
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (bash scripts/setup.sh --dev)")
-    root = tmp_path_factory.mktemp("pw")
-    run = root / "run"
-    for d in ("run", "data", "state", "config"):
-        (root / d).mkdir(mode=0o700)
-    env = dict(os.environ)
-    env.update(
-        XDG_RUNTIME_DIR=str(run),
-        PIPEWIRE_RUNTIME_DIR=str(run),
-        DBUS_SESSION_BUS_ADDRESS=f"unix:path={run / 'bus'}",
-        XDG_DATA_HOME=str(root / "data"),
-        XDG_STATE_HOME=str(root / "state"),
-        XDG_CONFIG_HOME=str(root / "config"),
-    )
-    env.pop("PIPEWIRE_REMOTE", None)
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*cmd: str) -> None:
-        log = (root / f"{cmd[0]}.log").open("wb")
-        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True))
-
-    def wait_for(path: Path, what: str) -> None:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                logs = {p.name: p.read_text()[-500:] for p in root.glob("*.log")}
-                pytest.fail(f"{what} did not start: {logs}")
-            time.sleep(0.05)
-
-    try:
-        start(
-            "dbus-daemon", "--session", f"--address={env['DBUS_SESSION_BUS_ADDRESS']}", "--nofork"
-        )
-        wait_for(run / "bus", "dbus-daemon")
-        start("pipewire")
-        wait_for(run / "pipewire-0", "pipewire")
-        start("wireplumber")
-        yield env
-    finally:
-        for p in reversed(procs):
-            _stop(p)
-
-
-def _nodes(env: dict[str, str]) -> list[dict[str, object]]:
-    out = subprocess.run(["pw-dump"], env=env, capture_output=True, timeout=10, check=True)
-    return [
-        o
-        for o in json.loads(out.stdout)
-        if o.get("type") == "PipeWire:Interface:Node"
-        and o.get("info", {}).get("props", {}).get("node.name") == NODE
-    ]
-
-
-def _wait_node(env: dict[str, str], present: bool, timeout: float = 10) -> list[dict[str, object]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = _nodes(env)
-        if bool(nodes) == present or time.monotonic() > deadline:
-            return nodes
-        time.sleep(0.2)
 
 
 def test_spec_round_trip() -> None:
@@ -118,6 +33,33 @@ def test_spec_round_trip() -> None:
     assert str(OutputSpec("pipewire")) == "pipewire"
     assert str(OutputSpec("pipewire", "cam_1")) == "pipewire:cam_1"
     assert OutputSpec("pipewire").path is None  # check_outputs has nothing to compare
+
+
+def test_spec_sets_the_description() -> None:
+    from mattecam.errors import ConfigError
+    from mattecam.sinks import PipeWireSink, make_sink
+
+    for text, spec in [
+        ("pipewire:cam:Office camera", OutputSpec("pipewire", "cam", "Office camera")),
+        ("pipewire::Office: cam 2", OutputSpec("pipewire", "", "Office: cam 2")),
+    ]:
+        assert OutputSpec.parse(text) == spec
+        assert OutputSpec.parse(str(spec)) == spec
+    sink = make_sink("pipewire::Office camera")
+    assert isinstance(sink, PipeWireSink)
+    assert (sink.node_name, sink.description) == ("mattecam", "Office camera")
+    sink = make_sink("pipewire:cam_1")
+    assert isinstance(sink, PipeWireSink)
+    assert (sink.node_name, sink.description) == ("cam_1", "mattecam")  # the default
+    for bad, says in [
+        ("pipewire:", "node name"),
+        ("pipewire:a b", "node name"),
+        ("pipewire:cam:", "description"),
+        ("pipewire:cam:" + "x" * 101, "description"),
+        ("pipewire:cam:tab\there", "description"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            OutputSpec.parse(bad)
 
 
 def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
@@ -232,18 +174,16 @@ def test_devices_without_a_daemon_says_so(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def published(pw_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def published(pw_session: PipeWireSession, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """mattecam's camera node, published from this process into the private session."""
     from mattecam.sinks.pipewire import PipeWireSink
 
-    for key in ("XDG_RUNTIME_DIR", "PIPEWIRE_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
-        monkeypatch.setenv(key, pw_env[key])
-    monkeypatch.delenv("PIPEWIRE_REMOTE", raising=False)
+    pw_session.apply(monkeypatch)
     sink = PipeWireSink(NODE, "mattecam test")
     sink.check()
     sink.open(SIZE, 30)
     try:
-        assert _wait_node(pw_env, present=True)
+        assert pw_session.wait_node(NODE)
         yield
     finally:
         sink.close()
@@ -275,7 +215,7 @@ def test_doctor_sees_pipewire(pw_env: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_camera_node_streams_the_composite(
-    pw_env: dict[str, str], tmp_path: Path, model_cache: Path
+    pw_session: PipeWireSession, pw_env: dict[str, str], tmp_path: Path, model_cache: Path
 ) -> None:
     w, h = SIZE
     clip = write_clip(tmp_path / "clip.mp4", n=30, size=SIZE, fps=30)
@@ -288,7 +228,7 @@ def test_camera_node_streams_the_composite(
         start_new_session=True,
     )
     try:
-        nodes = _wait_node(pw_env, present=True)
+        nodes = pw_session.wait_node(NODE)
         assert nodes, (tmp_path / "mattecam.log").read_text()
         info = nodes[0]["info"]
         assert isinstance(info, dict)
@@ -331,10 +271,23 @@ def test_camera_node_streams_the_composite(
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 143, (tmp_path / "mattecam.log").read_text()
-        assert not _wait_node(pw_env, present=False)
+        assert not pw_session.wait_node(NODE, present=False)
         text = (tmp_path / "mattecam.log").read_text()
         assert "Traceback" not in text
         assert "someone started watching the output" in text  # viewers: on-demand resumes
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
+
+
+def test_bench_measures_the_pipewire_hand_off(pw_env: dict[str, str]) -> None:
+    r = subprocess.run(
+        [*MATTECAM, "bench", "--no-batch", "--no-live", "--frames", "4", "--size", "320x240",
+         "--pipewire", "1", "--json"],
+        env=pw_env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (result,) = json.loads(r.stdout)["results"]
+    pw = result["pipewire"]
+    assert pw["format"] == "I420" and pw["frames"] >= 20, pw
+    assert 0 < pw["convert_median_ms"] <= pw["write_median_ms"] < 20, pw

@@ -7,6 +7,7 @@ import itertools
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class BenchOptions:
     batch: bool = True
     live: bool = True
     soak_frames: int = 0
+    pipewire_seconds: float = 0.0
 
 
 @dataclass
@@ -86,6 +88,7 @@ class SizeResult:
     batch_fps: float | None = None
     live: dict[str, Any] = field(default_factory=dict)
     soak: dict[str, float] = field(default_factory=dict)
+    pipewire: dict[str, Any] = field(default_factory=dict)
 
 
 def rss_mb() -> float:
@@ -262,6 +265,92 @@ def run_soak(opts: BenchOptions, prepared: Prepared) -> dict[str, float]:
 PIPELINE_THREADS = ("capture", "process", "output")
 
 
+#: The consumer the PipeWire hand-off is measured with, and the package that has it.
+PW_CONSUMER = "gst-launch-1.0"
+PW_CONSUMER_HINT = (
+    "Debian/Ubuntu: sudo apt install gstreamer1.0-tools gstreamer1.0-pipewire; "
+    "Fedora: sudo dnf install gstreamer1-plugins-base-tools pipewire-gstreamer"
+)
+
+
+def run_pipewire(size: tuple[int, int], seconds: float, fps: float = 30.0) -> dict[str, Any]:
+    """The hand-off to PipeWire (``-o pipewire``) as the output thread pays it: a
+    :class:`PipeWireSink` node read as I420 (the default format) by a ``pipewiresrc``
+    consumer, written on a ``fps`` clock for ``seconds``; the time of each
+    :meth:`~PipeWireSink.write` that sent a frame (conversion + copy into the buffer +
+    queueing), and of its conversion alone.
+
+    Raises:
+        ConfigError: no ``gst-launch-1.0``, or it never linked.
+        SinkError: no PipeWire (as ``-o pipewire`` says).
+    """
+    from mattecam.sinks.pipewire import PipeWireSink
+
+    gst = shutil.which(PW_CONSUMER)
+    if gst is None:
+        raise ConfigError(f"--pipewire needs {PW_CONSUMER} to read the node ({PW_CONSUMER_HINT})")
+    name = f"mattecam-bench-{os.getpid()}"
+    w, h = size
+    sink = PipeWireSink(name, "mattecam bench")
+    sink.check()
+    sink.open(size, fps)
+    consumer = None
+    try:
+        consumer = subprocess.Popen(
+            [gst, "-q", "pipewiresrc", f"target-object={name}", "!",
+             "video/x-raw,format=I420", "!", "fakesink"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(2)]
+        writes: list[float] = []
+        converts: list[float] = []
+        deadline = time.monotonic() + 10
+        started = None
+        i = 0
+        tick = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if started is None and sink.viewers:
+                started = now
+            if started is None and now > deadline:
+                raise ConfigError(f"the {PW_CONSUMER} consumer never linked to the bench node")
+            if started is not None and now - started >= seconds:
+                break
+            frame = Frame(image=images[i % 2], seq=i, t_capture=now)
+            before = sink.frames_written
+            t = time.perf_counter()
+            sink.write(frame)
+            took = (time.perf_counter() - t) * 1e3
+            if sink.frames_written > before:
+                writes.append(took)
+                converts.append(frame.timings["convert"])
+            i += 1
+            tick = max(tick + 1 / fps, time.monotonic() - 1 / fps)
+            time.sleep(max(0.0, tick - time.monotonic()))
+    finally:
+        if consumer is not None:
+            consumer.terminate()
+            try:
+                consumer.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                consumer.kill()
+                consumer.wait()
+        sink.close()
+    if not writes:
+        raise ConfigError("the PipeWire consumer linked but took no frames")
+    return {
+        "format": "I420",
+        "fps": fps,
+        "frames": len(writes),
+        "dropped": sink.frames_dropped,
+        "write_median_ms": statistics.median(writes),
+        "write_p95_ms": percentile(writes, 95),
+        "convert_median_ms": statistics.median(converts),
+    }
+
+
 def thread_cpu_seconds() -> dict[str, float]:
     """CPU seconds used so far by each of the pipeline's named threads (Linux; {} where
     /proc does not tell)."""
@@ -365,6 +454,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
                     r.live = run_live(opts, prepared)
                 if opts.soak_frames:
                     r.soak = run_soak(opts, prepared)
+                if opts.pipewire_seconds:
+                    r.pipewire = run_pipewire(size, opts.pipewire_seconds)
                 results.append(r)
     finally:
         if load is not None:
@@ -433,6 +524,14 @@ def format_table(report: dict[str, Any]) -> str:
                 f"  soak: {sk['frames']} frames in {sk['seconds']:.0f} s, RSS "
                 f"{sk['rss_after_warmup_mb']:.1f} MB after warm-up -> {sk['rss_end_mb']:.1f} MB "
                 f"({sk['rss_growth_mb']:+.1f} MB)"
+            )
+        pw = r.get("pipewire")
+        if pw:
+            lines.append(
+                f"  PipeWire hand-off ({pw['format']}, {pw['frames']} frames to pipewiresrc at "
+                f"{pw['fps']:g} fps): write p50 {pw['write_median_ms']:.2f} / p95 "
+                f"{pw['write_p95_ms']:.2f} ms, of which conversion p50 "
+                f"{pw['convert_median_ms']:.2f} ms; dropped {pw['dropped']}"
             )
     lines.append(f"\npeak RSS {report['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)

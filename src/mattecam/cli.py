@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="outputs",
         metavar="OUTPUT",
         help="where the result goes: a virtual camera (/dev/videoN, or 'auto' for the first "
-        "v4l2loopback device), a PipeWire camera needing no kernel module ('pipewire', or "
-        "'pipewire:NAME' for the node name), a video file (.mp4, .mkv, .mov, .webm; it "
-        "gets the input's frame rate) or 'null' to discard frames (for measuring speed). "
+        "v4l2loopback device), a PipeWire camera needing no kernel module ('pipewire', "
+        "'pipewire:NAME' for the node name, 'pipewire:NAME:DESCRIPTION' to also change the "
+        "name apps show, 'mattecam' by default; NAME may be empty: 'pipewire::Office cam'), "
+        "a video file (.mp4, .mkv, .mov, .webm; it gets the input's frame rate) or 'null' "
+        "to discard frames (for measuring speed). "
         "May be given more than once; given here, it replaces the config file's outputs.",
     )
     io.add_argument(
@@ -383,6 +385,17 @@ def build_bench_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="FRAMES",
         help="also run this many frames (the input looped) and report memory growth.",
+    )
+    p.add_argument(
+        "--pipewire",
+        type=float,
+        nargs="?",
+        const=5.0,
+        default=0.0,
+        metavar="SECONDS",
+        help="also measure the hand-off to a PipeWire camera (-o pipewire): publish a node, "
+        "read it as I420 with gst-launch-1.0 pipewiresrc, and time each write for SECONDS "
+        "(default: 5) at 30 fps. Needs a running PipeWire.",
     )
     p.add_argument(
         "--load",
@@ -701,6 +714,7 @@ def run_bench(argv: list[str]) -> int:
         batch=ns.batch,
         live=ns.live,
         soak_frames=ns.soak,
+        pipewire_seconds=ns.pipewire,
     )
     report = bench.run(opts)
     print(json.dumps(report, indent=2) if ns.json else bench.format_table(report))

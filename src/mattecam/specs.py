@@ -152,16 +152,19 @@ class OutputSpec:
     * ``camera``: a v4l2loopback virtual camera, ``target`` ``/dev/videoN`` or ``auto``;
     * ``file``: a video file, ``target`` its path (its suffix picks the codec);
     * ``null``: discarded, ``target`` empty or a pixel format to convert to first;
-    * ``pipewire``: a PipeWire camera node, ``target`` its node name (empty: ``mattecam``).
+    * ``pipewire``: a PipeWire camera node, ``target`` its node name (empty: ``mattecam``)
+      and ``label`` the description apps show (empty: ``mattecam``).
     """
 
     kind: Literal["camera", "file", "null", "pipewire"]
     target: str = ""
+    label: str = ""
 
     @classmethod
     def parse(cls, text: str) -> OutputSpec:
         """``null``, ``null:FORMAT``, ``auto``, ``/dev/videoN``, ``pipewire``,
-        ``pipewire:NAME`` or a video file path.
+        ``pipewire:NAME``, ``pipewire:NAME:DESCRIPTION`` (NAME may be empty; DESCRIPTION
+        is free text) or a video file path.
 
         Raises:
             ConfigError: none of these (a file of an unknown type, say).
@@ -174,13 +177,21 @@ class OutputSpec:
         if t == "auto" or re.fullmatch(r"/dev/video\d+", t):
             return cls("camera", t)
         if t == "pipewire" or t.startswith("pipewire:"):
-            name = t.partition(":")[2]
-            if t != "pipewire" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            name, colon, label = t.partition(":")[2].partition(":")
+            name_required = t != "pipewire" and not colon  # "pipewire:" names nothing
+            if (name or name_required) and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ConfigError(
                     f"-o {text}: a PipeWire node name is letters, digits, '.', '_' or '-' "
                     "(e.g. -o pipewire:mattecam)."
                 )
-            return cls("pipewire", name)
+            label = label.strip()
+            if colon and (not label or len(label) > 100 or not label.isprintable()):
+                raise ConfigError(
+                    f"-o {text}: the description after the second ':' is the camera's name "
+                    "in apps: 1 to 100 printable characters "
+                    "(e.g. -o 'pipewire:office:Office camera')."
+                )
+            return cls("pipewire", name, label)
         path = Path(t).expanduser()
         if path.suffix.lower() in FILE_CODECS:
             return cls("file", str(path))
@@ -201,5 +212,7 @@ class OutputSpec:
         if self.kind == "null":
             return f"null:{self.target}" if self.target else "null"
         if self.kind == "pipewire":
+            if self.label:
+                return f"pipewire:{self.target}:{self.label}"
             return f"pipewire:{self.target}" if self.target else "pipewire"
         return self.target

@@ -25,7 +25,7 @@ def _camera(spec: OutputSpec, output_format: str) -> Sink:
 
 
 def _pipewire(spec: OutputSpec, output_format: str) -> Sink:
-    return PipeWireSink(spec.target or "mattecam")
+    return PipeWireSink(spec.target or "mattecam", spec.label or "mattecam")
 
 
 def _file(spec: OutputSpec, output_format: str) -> Sink:
@@ -47,8 +47,8 @@ def make_sink(spec: OutputSpec | str, *, output_format: str = "yuyv") -> Sink:
     """A sink for an output spec (or ``-o`` text, parsed first): ``null``, ``null:FORMAT``
     (convert, then discard), a v4l2loopback device (``/dev/videoN``, or ``auto`` for the
     first one) written in ``output_format``, a PipeWire camera (``pipewire``,
-    ``pipewire:NAME``; the consumer picks its format), or a video file path (.mp4, .mkv,
-    .mov, .webm).
+    ``pipewire:NAME``, ``pipewire:NAME:DESCRIPTION``; the consumer picks its format), or a
+    video file path (.mp4, .mkv, .mov, .webm).
 
     Raises:
         ConfigError: text that names no known kind of output, or an unknown pixel format.

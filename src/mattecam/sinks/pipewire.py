@@ -31,6 +31,11 @@ DAEMON_HINT = (
 )
 #: How long :meth:`PipeWireSink.open` waits for the daemon to accept the node.
 CONNECT_TIMEOUT = 5.0
+#: After the daemon went away, :meth:`PipeWireSink.write` tries to republish at most this
+#: often (seconds); each try costs a socket probe, and a new stream once the daemon answers.
+RETRY_INTERVAL = 1.0
+#: How long a socket probe during a retry may take (the output thread waits for it).
+PROBE_TIMEOUT = 0.05
 
 # --- the libpipewire-0.3 ABI used here (stable across 0.3.x and 1.x) ----------------------
 
@@ -329,11 +334,21 @@ class PipeWireSink(Sink):
     frame with no free buffer (nobody linked, or a consumer that stalls) is dropped, never
     waited for.
 
+    When the daemon goes away (it restarts after a suspend, the session restarts) the
+    stream fails or disconnects: the sink logs it once, drops frames, and on a later
+    :meth:`write` (at most every :data:`RETRY_INTERVAL`) probes the socket and, once a
+    daemon answers, publishes a new stream with the same node name; "republished" is
+    logged when the daemon has accepted it. A retry never waits for the daemon: it costs a
+    socket probe (at most :data:`PROBE_TIMEOUT`) and, when that answers, a stream
+    creation, a few ms. A stream that stays connecting for :data:`CONNECT_TIMEOUT` is
+    retried too.
+
     Threads: libpipewire runs its own loop thread, which calls the state and format
-    callbacks; those only store plain values (an int, a format id) that the output thread
-    reads, and every libpipewire call from Python holds the thread-loop lock.
-    :attr:`viewers` is 1 while the stream is streaming (a consumer is linked and running)
-    and 0 otherwise, so the pipeline pauses while nobody watches.
+    callbacks; those only store plain values (an int, a format id, a flag) that the output
+    thread reads, and every libpipewire call from Python holds the thread-loop lock (the
+    callbacks run with it held). :attr:`viewers` is 1 while the stream is streaming (a
+    consumer is linked and running) and 0 otherwise, so the pipeline pauses while nobody
+    watches.
     """
 
     live = True
@@ -348,6 +363,12 @@ class PipeWireSink(Sink):
         self._stream: int | None = None
         self._started = False
         self._closing = False
+        self._tearing = False  # a stream is being destroyed on purpose: not a loss
+        self._lost = False  # the stream failed or the daemon went away; write() republishes
+        self._republishing = False  # a new stream was published after a loss
+        self._published_at = 0.0
+        self._retry_at = 0.0
+        self._rate = Fraction(30)
         self._size = (0, 0)
         self._state = STATE_UNCONNECTED
         self._error = ""
@@ -379,56 +400,26 @@ class PipeWireSink(Sink):
             raise
 
     def _connect(self, lib: ctypes.CDLL, w: int, h: int, rate: Fraction) -> None:
+        self._rate = rate
         self._loop = lib.pw_thread_loop_new(b"mattecam-pw", None)
         if not self._loop:
             raise SinkError("PipeWire: could not create a thread loop")
-        props = lib.pw_properties_new(None)
-        for key, value in [
-            ("media.class", "Video/Source"),
-            ("media.role", "Camera"),
-            ("media.type", "Video"),
-            ("media.category", "Capture"),
-            ("node.name", self.node_name),
-            ("node.description", self.description),
-            ("application.name", "mattecam"),
-        ]:
-            lib.pw_properties_set(props, key.encode(), value.encode())
-        events = _StreamEvents(version=2)
-        events.state_changed = _STATE_CHANGED(self._on_state_changed)
-        events.param_changed = _PARAM_CHANGED(self._on_param_changed)
-        self._keep.append(events)
-        loop = lib.pw_thread_loop_get_loop(self._loop)
-        # The stream takes ownership of props, even on failure.
-        self._stream = lib.pw_stream_new_simple(
-            loop, self.node_name.encode(), props, ctypes.byref(events), None
-        )
-        if not self._stream:
-            raise SinkError(f"PipeWire: could not create a stream. {DAEMON_HINT}")
-        fmt = enum_format_pod(w, h, rate)
-        params, n = self._params([fmt])
         if lib.pw_thread_loop_start(self._loop) < 0:
             raise SinkError("PipeWire: could not start the thread loop")
         self._started = True
-        lib.pw_thread_loop_lock(self._loop)
-        try:
-            res = lib.pw_stream_connect(
-                self._stream, DIRECTION_OUTPUT, ID_ANY, FLAG_DRIVER | FLAG_MAP_BUFFERS, params, n
-            )
-        finally:
-            lib.pw_thread_loop_unlock(self._loop)
-        if res < 0:
-            reason = os.strerror(-res)
-            raise SinkError(f"cannot connect to the PipeWire daemon ({reason}). {DAEMON_HINT}")
+        self._publish()
         deadline = time.monotonic() + CONNECT_TIMEOUT
-        while self._state in (STATE_UNCONNECTED, STATE_CONNECTING):
+        while self._state in (STATE_UNCONNECTED, STATE_CONNECTING) and not self._lost:
             if time.monotonic() > deadline:
                 raise SinkError(
                     f"the PipeWire daemon did not accept the camera node within "
                     f"{CONNECT_TIMEOUT:.0f} s. {DAEMON_HINT}"
                 )
             time.sleep(0.01)
-        if self._state == STATE_ERROR:
-            raise SinkError(f"PipeWire refused the camera node: {self._error}. {DAEMON_HINT}")
+        if self._state == STATE_ERROR or self._lost:
+            raise SinkError(
+                f"PipeWire refused the camera node: {self._error or 'disconnected'}. {DAEMON_HINT}"
+            )
         log.info(
             "PipeWire camera %r (%s, libpipewire %s): I420/NV12/YUY2 %dx%d at %s fps",
             self.node_name,
@@ -438,6 +429,105 @@ class PipeWireSink(Sink):
             h,
             rate,
         )
+
+    def _publish(self) -> None:
+        """Create and connect the stream (the node) on the running thread loop; returns
+        without waiting for the daemon to accept it.
+
+        Raises:
+            SinkError: the stream could not be made or connected (it is destroyed).
+        """
+        lib, loop = self._lib, self._loop
+        assert lib is not None and loop is not None
+        w, h = self._size
+        events = _StreamEvents(version=2)
+        events.state_changed = _STATE_CHANGED(self._on_state_changed)
+        events.param_changed = _PARAM_CHANGED(self._on_param_changed)
+        self._keep.append(events)
+        params, n = self._params([enum_format_pod(w, h, self._rate)])
+        self._state, self._error, self._format, self._lost = STATE_UNCONNECTED, "", None, False
+        self._published_at = time.monotonic()
+        lib.pw_thread_loop_lock(loop)
+        try:
+            props = lib.pw_properties_new(None)
+            for key, value in [
+                ("media.class", "Video/Source"),
+                ("media.role", "Camera"),
+                ("media.type", "Video"),
+                ("media.category", "Capture"),
+                ("node.name", self.node_name),
+                ("node.description", self.description),
+                ("application.name", "mattecam"),
+            ]:
+                lib.pw_properties_set(props, key.encode(), value.encode())
+            # The stream takes ownership of props, even on failure.
+            self._stream = lib.pw_stream_new_simple(
+                lib.pw_thread_loop_get_loop(loop),
+                self.node_name.encode(),
+                props,
+                ctypes.byref(events),
+                None,
+            )
+            res = -1
+            if self._stream:
+                res = lib.pw_stream_connect(
+                    self._stream,
+                    DIRECTION_OUTPUT,
+                    ID_ANY,
+                    FLAG_DRIVER | FLAG_MAP_BUFFERS,
+                    params,
+                    n,
+                )
+        finally:
+            lib.pw_thread_loop_unlock(loop)
+        if not self._stream:
+            self._stream = None
+            raise SinkError(f"PipeWire: could not create a stream. {DAEMON_HINT}")
+        if res < 0:
+            self._unpublish()
+            reason = os.strerror(-res)
+            raise SinkError(f"cannot connect to the PipeWire daemon ({reason}). {DAEMON_HINT}")
+
+    def _unpublish(self) -> None:
+        """Disconnect and destroy the stream, if any (its node leaves the graph)."""
+        lib, loop, stream = self._lib, self._loop, self._stream
+        self._stream = None
+        if lib is None or stream is None:
+            return
+        locked = loop is not None and self._started
+        self._tearing = True
+        if locked:
+            lib.pw_thread_loop_lock(loop)
+        try:
+            lib.pw_stream_disconnect(stream)
+            lib.pw_stream_destroy(stream)
+        finally:
+            if locked:
+                lib.pw_thread_loop_unlock(loop)
+            self._tearing = False
+        self._format = None
+        self._state = STATE_UNCONNECTED
+        self._keep.clear()
+
+    def _retry(self) -> None:
+        """After a loss, on the output thread: republish when a daemon answers, at most
+        every :data:`RETRY_INTERVAL`; never waits for the daemon."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return
+        self._retry_at = now + RETRY_INTERVAL
+        self._unpublish()
+        problem = daemon_problem(PROBE_TIMEOUT)
+        if problem:
+            log.debug("PipeWire not back yet: %s", problem)
+            return
+        try:
+            self._publish()
+        except SinkError as e:
+            log.debug("republishing failed, retrying: %s", e)
+            self._lost = True
+            return
+        self._republishing = True
 
     def _params(self, pods: list[bytes]) -> tuple[ctypes.Array[ctypes.c_void_p], int]:
         """An array of ``const struct spa_pod *`` for ``pods``, kept alive with the sink."""
@@ -463,13 +553,21 @@ class PipeWireSink(Sink):
                 STATE_NAMES.get(state, state),
                 f" ({self._error})" if state == STATE_ERROR else "",
             )
-            if old >= STATE_PAUSED and state <= STATE_UNCONNECTED and not self._closing:
-                log.warning(
-                    "the PipeWire camera %r is gone (%s); restart mattecam to publish it again. %s",
-                    self.node_name,
-                    self._error or "disconnected",
-                    DAEMON_HINT,
-                )
+            if self._closing or self._tearing:
+                return
+            gone = state == STATE_ERROR or (old > STATE_UNCONNECTED and state == STATE_UNCONNECTED)
+            if gone and not self._lost:
+                self._lost = True
+                if not self._republishing:  # one warning per loss, not per retry
+                    log.warning(
+                        "PipeWire went away (%s); republishing the camera %r when it is back",
+                        self._error or "disconnected",
+                        self.node_name,
+                    )
+                    self._republishing = True
+            elif state >= STATE_PAUSED and self._republishing:
+                self._republishing = False
+                log.warning("PipeWire is back: republished the camera %r", self.node_name)
         except BaseException:  # an exception must not unwind into C
             log.exception("PipeWire state callback failed")
 
@@ -499,12 +597,22 @@ class PipeWireSink(Sink):
     # --- writing -------------------------------------------------------------------------
 
     def write(self, frame: Frame) -> None:
-        lib, loop, stream = self._lib, self._loop, self._stream
-        if lib is None or loop is None or stream is None:
+        lib, loop = self._lib, self._loop
+        if lib is None or loop is None:
             raise SinkError("the PipeWire camera is not open")
-        if self._state == STATE_ERROR:
-            raise SinkError(f"the PipeWire camera failed: {self._error}. {DAEMON_HINT}")
-        fmt = self._format
+        if (
+            self._lost
+            or self._stream is None
+            or (
+                self._state == STATE_CONNECTING
+                and time.monotonic() - self._published_at > CONNECT_TIMEOUT
+            )
+        ):
+            self._lost = True
+            self.frames_dropped += 1
+            self._retry()
+            return
+        stream, fmt = self._stream, self._format
         if fmt is None or self._state != STATE_STREAMING:
             return  # nobody linked: nothing to fill
         t = time.perf_counter()
@@ -541,29 +649,19 @@ class PipeWireSink(Sink):
     # --- shutdown ------------------------------------------------------------------------
 
     def close(self) -> None:
-        lib, loop, stream = self._lib, self._loop, self._stream
-        self._stream = self._loop = None
-        if lib is None:
+        lib, loop = self._lib, self._loop
+        if lib is None or (loop is None and self._stream is None):
             return
         self._closing = True
-        if stream is not None:
-            if loop is not None and self._started:
-                lib.pw_thread_loop_lock(loop)
-            try:
-                lib.pw_stream_disconnect(stream)
-                lib.pw_stream_destroy(stream)
-            finally:
-                if loop is not None and self._started:
-                    lib.pw_thread_loop_unlock(loop)
+        had_stream = self._stream is not None
+        self._unpublish()
+        self._loop = None
         if loop is not None:
             if self._started:
                 lib.pw_thread_loop_stop(loop)
             lib.pw_thread_loop_destroy(loop)
         self._started = False
-        self._format = None
-        self._state = STATE_UNCONNECTED
-        self._keep.clear()
-        if stream is not None:
+        if had_stream:
             log.info(
                 "PipeWire camera %r released (%d frames, %d dropped)",
                 self.node_name,
