@@ -25,6 +25,12 @@ if [ "$dev" = 1 ]; then
     command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools gstreamer1.0-plugins-base)
     [ -e /usr/lib/"$(uname -m)"-linux-gnu/gstreamer-1.0/libgstpipewire.so ] \
         || need+=(gstreamer1.0-pipewire gstreamer1.0-plugins-base)
+    # ...and by headless Chromium and Firefox ESR through xdg-desktop-portal's Camera portal,
+    # with a fake Access backend run by the system Python (Debian's python3-gi).
+    [ -x /usr/libexec/xdg-desktop-portal ] || need+=(xdg-desktop-portal)
+    /usr/bin/python3 -c "import gi; gi.require_version('Gio', '2.0')" 2>/dev/null \
+        || need+=(python3-gi gir1.2-glib-2.0)
+    command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need+=(firefox-esr)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -73,7 +73,7 @@ class Consumer:
             None,
         )
         assert self._stream
-        fmt = pw.enum_format_pod(*SIZE, pw.Fraction(int(FPS)))
+        fmt = pw.enum_format_pod(*SIZE, pw.Fraction(int(FPS)), next(iter(pw.VIDEO_FORMATS)))
         self._pod = ctypes.create_string_buffer(fmt, len(fmt))
         self._params = (ctypes.c_void_p * 1)(ctypes.cast(self._pod, ctypes.c_void_p).value)
         lib.pw_thread_loop_start(self._loop)

@@ -95,16 +95,16 @@ def _object(type_: int, id_: int, props: list[bytes]) -> bytes:
     return _pod(T_OBJECT, struct.pack("<II", type_, id_) + b"".join(props))
 
 
-def enum_format_pod(width: int, height: int, rate: Fraction) -> bytes:
-    """The EnumFormat param: raw video at one size and rate, in any of VIDEO_FORMATS."""
-    ids = list(VIDEO_FORMATS)
+def enum_format_pod(width: int, height: int, rate: Fraction, video_format: int) -> bytes:
+    """One EnumFormat param: raw video in ``video_format`` (an ``enum spa_video_format``)
+    at one size and rate."""
     return _object(
         OBJECT_FORMAT,
         PARAM_ENUM_FORMAT,
         [
             _prop(FORMAT_MEDIA_TYPE, _id(MEDIA_TYPE_VIDEO)),
             _prop(FORMAT_MEDIA_SUBTYPE, _id(MEDIA_SUBTYPE_RAW)),
-            _prop(FORMAT_VIDEO_FORMAT, _choice(CHOICE_ENUM, T_ID, [ids[0], *ids])),
+            _prop(FORMAT_VIDEO_FORMAT, _id(video_format)),
             _prop(FORMAT_VIDEO_SIZE, _pod(T_RECT, struct.pack("<II", width, height))),
             _prop(
                 FORMAT_VIDEO_FRAMERATE,
@@ -112,6 +112,14 @@ def enum_format_pod(width: int, height: int, rate: Fraction) -> bytes:
             ),
         ],
     )
+
+
+def enum_format_pods(width: int, height: int, rate: Fraction) -> list[bytes]:
+    """The formats offered: one EnumFormat param per entry of VIDEO_FORMATS, in order of
+    preference. Not one param with a choice of formats: libwebrtc (Chromium, Firefox) skips
+    a format given as a choice (``PipeWireNode::ParseFormat``), and a camera with no
+    usable format is not listed at all."""
+    return [enum_format_pod(width, height, rate, f) for f in VIDEO_FORMATS]
 
 
 def buffers_pod(frame_bytes: int, stride: int) -> bytes:
@@ -444,7 +452,7 @@ class PipeWireSink(Sink):
         events.state_changed = _STATE_CHANGED(self._on_state_changed)
         events.param_changed = _PARAM_CHANGED(self._on_param_changed)
         self._keep.append(events)
-        params, n = self._params([enum_format_pod(w, h, self._rate)])
+        params, n = self._params(enum_format_pods(w, h, self._rate))
         self._state, self._error, self._format, self._lost = STATE_UNCONNECTED, "", None, False
         self._published_at = time.monotonic()
         lib.pw_thread_loop_lock(loop)
