@@ -27,6 +27,7 @@ if [ "$dev" = 1 ]; then
         || need+=(gstreamer1.0-pipewire gstreamer1.0-plugins-base)
     # ...and by headless Chromium and Firefox ESR through xdg-desktop-portal's Camera portal,
     # with a fake Access backend run by the system Python (Debian's python3-gi).
+    command -v pw-v4l2 >/dev/null || need+=(pipewire-v4l2)  # ffmpeg reads it through pw-v4l2
     [ -x /usr/libexec/xdg-desktop-portal ] || need+=(xdg-desktop-portal)
     /usr/bin/python3 -c "import gi; gi.require_version('Gio', '2.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-glib-2.0)
