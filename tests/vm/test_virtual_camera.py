@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,68 @@ TOLERANCE = 40  # max channel difference that still counts as the background col
 # Only the card_label of the first device is ours; the second is the fake webcam.
 MODPROBE = 'devices=2 video_nr=10,11 exclusive_caps=1,1 card_label="mattecam","fakecam"'
 TIMINGS: dict[str, float] = {}
+
+# --- time bounds: margins, not measurements --------------------------------------------------
+# The guest is emulated (TCG) on a 2-core host that other processes share, so how fast it runs
+# depends on the host's load. A time bound below is a design figure at the speed of an idle
+# host, stretched by how much slower mattecam processed frames in the same boot (its own
+# ``processed N fps`` status line); it catches "never" and "many times slower than designed",
+# not a busy host. The measured figures are in docs/virtual-camera.md ("Measured in the VM");
+# the host-side benchmark (``mattecam bench``, docs/performance.md) is where speed is judged.
+# The guest's waiting windows are long (they end as soon as the frames are in), and the
+# checks of the picture itself never loosen.
+
+#: Frames per second mattecam's segmentation reaches in the guest when the host is idle, per
+#: scenario: webcam, the fastest 2-s windows of its status line on this machine (typical
+#: windows on a lightly loaded host 2.5-3.0); formats, where decoding the H.264 file shares
+#: the guest's one CPU, about half the webcam's rate at the same host load (0.7 vs 1.25-1.5).
+IDLE_PROCESSED_FPS = {"webcam": 3.0, "formats": 1.5}
+#: On-demand camera (0.15): released, and frames again, within this many seconds (design).
+ON_DEMAND_S = 2.0
+#: Latency through segmentation, p95 (design, ms; measured 0.6-1.0 s).
+SEGMENTED_P95_MS = 2000
+#: A stop by SIGTERM/SIGINT ends within this many seconds (design; measured 0.3-0.6 s).
+STOP_S = 8.0
+#: A config file edit shows in the output within this many seconds (design: 0.5 s polling).
+CONFIG_EDIT_S = 10.0
+#: Longest gap between frames a reader gets after a config edit (design: the clock repeats
+#: the last frame after 1.25 intervals; measured 156-331 ms); more if the same reader saw
+#: longer gaps just before the edit (see the test).
+CONFIG_EDIT_GAP_S = 4 / FPS
+
+
+def processing_s(*logs: str) -> float | None:
+    """Seconds per processed frame in this boot: one over the mean ``processed N fps`` of
+    mattecam's status lines (``-v``, every 2 s) while frames came in (windows while it was
+    idle, nobody watching, left out); None without any."""
+    rates = [
+        float(p)
+        for log in logs
+        for i, p in re.findall(r"in ([\d.]+) fps, processed ([\d.]+) fps", log)
+        if float(i) > 0
+    ]
+    fps = float(np.mean(rates)) if rates else 0.0
+    return 1 / fps if fps > 0 else None
+
+
+def slowdown(scenario: str, *logs: str) -> float:
+    """How many times slower than on an idle host mattecam processed frames in this boot of
+    ``scenario`` (at least 1): the factor its time bounds are stretched by. A guest that
+    keeps up with the input (8 fps), or logs no status line, counts as idle."""
+    t = processing_s(*logs)
+    return 1.0 if t is None else max(1.0, t * IDLE_PROCESSED_FPS[scenario])
+
+
+def reader_retries(what: str, info: dict[str, Any]) -> None:
+    """Report a reader the guest had to start again because ffmpeg itself crashed."""
+    first = info.get("retried")
+    if first:
+        note = (
+            f"{what}: ffmpeg's reader died by signal {-first['rc']} after {first['frames']} "
+            f"frames (mattecam kept running); a second reader was used:\n{first['stderr'][-800:]}"
+        )
+        print(note)
+        warnings.warn(note, stacklevel=2)
 
 
 def _rel(raw: bytes, fmt: str) -> np.ndarray:
@@ -250,6 +313,9 @@ def run_scenario(
         "colour2_arg": COLOUR2_ARG,
         "colour2_bgr": list(COLOUR2_BGR),
         "version": version,
+        # How long a reader waits for its frames: it stops as soon as they are in, so this is
+        # only the limit for a guest starved by a busy host.
+        "collect_s": 90,
         **cfg,
     }
     (out / "config.json").write_text(json.dumps(config, indent=1))
@@ -316,9 +382,10 @@ def formats_run(request, vm_ready, clip, tmp_path_factory) -> Run:
         version,
         tmp_path_factory.mktemp(f"formats-{version}"),
         clip,
-        {"runs": runs},
+        # baseline_s: the live reader reads this long before the config edit (see the test)
+        {"runs": runs, "baseline_s": 4},
         vivid=True,
-        timeout=420,
+        timeout=600,
     )
 
 
@@ -351,6 +418,7 @@ def test_file_to_virtual_camera_formats(formats_run: Run, clip: Clip) -> None:
             run.get("log", "")
         )
         ff = run["ffmpeg"]
+        reader_retries(what, ff)
         pix, w, h = ffmpeg_stream(ff["stderr"])
         assert (pix, w, h) == (FFMPEG_PIX[fmt], W, H), f"{what}: ffmpeg saw {pix} {w}x{h}"
         want = 2 if i == len(formats_run.result["runs"]) - 1 else 3
@@ -386,7 +454,10 @@ def test_stop_signals_then_start_again(formats_run: Run) -> None:
         assert not stop["hung"], f"{what}: did not exit within 30 s\n{run['log']}"
         assert stop["rc"] == SIGNAL_RC[stop["signal"]], f"{what}: exit {stop['rc']}\n{run['log']}"
         if stop["signal"] != "SIGKILL":
-            assert stop["seconds"] < 8, f"{what}: took {stop['seconds']:.1f} s to stop"
+            bound = STOP_S * slowdown("formats", run["log"])
+            assert stop["seconds"] < bound, (
+                f"{what}: took {stop['seconds']:.1f} s to stop (bound {bound:.1f} s)"
+            )
             assert "virtual camera /dev/video10 released" in run["log"], run["log"]
             assert "Traceback" not in run["log"], run["log"]
         assert run["idle_after_stop_s"] is not None, f"{what}: device not idle after the stop"
@@ -409,17 +480,38 @@ def test_config_edit_applies_live_to_the_virtual_camera(formats_run: Run, clip: 
     before, after = images[: lv["n_before"]], images[lv["n_before"] :]
     check_frames(before, clip, f"{what}, before", 2)
     check_frames(after, clip, f"{what}, after", 2, COLOUR2_BGR)
-    assert lv["after_change_s"] is not None and lv["after_change_s"] < 10, lv
+    k = slowdown("formats", last["log"])
+    assert lv["after_change_s"] is not None, lv
+    assert lv["after_change_s"] < CONFIG_EDIT_S * k, f"slowdown {k:.2f}: {lv}"
     # Opened once ("virtual camera /dev/video10 (mattecam, v4l2loopback ...)"), released once.
     assert last["log"].count("virtual camera /dev/video10 (mattecam") == 1, last["log"]
     assert last["log"].count("virtual camera /dev/video10 released") == 1, last["log"]
     assert "background changed" in last["log"], last["log"]
-    # The reader never went without frames across the change (TCG guest: loose bound).
-    times = np.array([t for t in lv["all_times"] if lv["t_change"] - 2 <= t <= lv["t_end"]])
-    assert len(times) > 10, times
+    # The reader never went without frames across the change. Calibrated by the same reader
+    # in the seconds before the edit (how steadily frames come in this guest right now):
+    # from the edit to the end it gets at least half as many frames per second, and no gap
+    # longer than twice the longest one before (the host's scheduling) or CONFIG_EDIT_GAP_S
+    # times the slowdown (the guest's own work on the edit), whichever is longer.
+    all_times = np.array(lv["all_times"])
+    cfg_baseline = round(lv["t_change"] - lv["t_baseline"], 1)
+    base = all_times[(all_times >= lv["t_baseline"]) & (all_times <= lv["t_change"])]
+    assert len(base) >= 5, f"{what}: {len(base)} frames in the {cfg_baseline} s before the edit"
+    times = all_times[(all_times >= base[-1]) & (all_times <= lv["t_end"])]  # from the last one
+    assert len(times) >= 3, f"{what}: {len(times)} frames after the edit: {lv}"
+    span_base, span = base[-1] - base[0], lv["t_end"] - base[-1]
+    rate_base, rate = (len(base) - 1) / span_base, (len(times) - 1) / span
+    base_gap = float(np.diff(base).max())
     gap = float(np.diff(times).max())
-    print(f"{what}: {len(times)} frames around the change, longest gap {gap * 1e3:.0f} ms")
-    assert gap < 4 / FPS, f"{what}: {gap:.2f} s without a frame around the change"
+    gap_bound = max(CONFIG_EDIT_GAP_S * k, 2 * base_gap)
+    line = (
+        f"{what}: before the edit {len(base)} frames in {span_base:.1f} s ({rate_base:.1f}/s, "
+        f"longest gap {base_gap * 1e3:.0f} ms); after it {len(times)} in {span:.1f} s "
+        f"({rate:.1f}/s, longest gap {gap * 1e3:.0f} ms; bound {gap_bound * 1e3:.0f} ms, "
+        f"slowdown {k:.2f})"
+    )
+    print(line)
+    assert rate >= rate_base / 2, line
+    assert gap < gap_bound, line
 
 
 # --- 2, 5, 6: a fake webcam, on-demand, latency ---------------------------------------------------
@@ -436,13 +528,16 @@ def webcam_run(request, vm_ready, clip, tmp_path_factory) -> Run:
         {
             "want": 3,
             "idle_watch": 4.0,
-            "latency_seconds": 25,
+            "latency_max_s": 60,
             "latency_samples": 25,
             "ab_frames": str(clip.ab_yuyv),
+            # at least 2 s between switches, longer when segmentation runs slower (see
+            # vcam_guest.py: five processing times); `switches` periods, at most 150 s.
             "switch_every": 2.0,
-            "segmented_seconds": 24,
+            "switches": 10,
+            "segmented_max_s": 150,
         },
-        timeout=360,
+        timeout=600,
     )
 
 
@@ -454,6 +549,7 @@ def test_fake_webcam_to_virtual_camera(webcam_run: Run, clip: Clip) -> None:
     assert wc["timeline"]["camera_opened"] is not None, f"mattecam never opened the camera: {wc}"
     assert wc["timeline"]["vcam_ready"] is not None, wc["log"]
     rd = wc["reader"]
+    reader_retries(f"{webcam_run.version} webcam", rd)
     pix, w, h = ffmpeg_stream(rd["stderr"])
     assert (pix, w, h) == ("yuyv422", W, H), (pix, w, h)
     check_frames(raw_frames(webcam_run.out, rd, "yuyv"), clip, f"{webcam_run.version} webcam", 3)
@@ -462,10 +558,13 @@ def test_fake_webcam_to_virtual_camera(webcam_run: Run, clip: Clip) -> None:
 
 def test_on_demand_camera(webcam_run: Run) -> None:
     """Issue 3, item 5: with 0.15 the camera is released within 2 s when nobody reads the
-    virtual camera and gives frames within 2 s of the driver's event when someone does;
-    with 0.12 (no events) it stays open."""
+    virtual camera and gives frames within 2 s of the driver's event when someone does
+    (2 s on an idle host; stretched by the boot's slowdown); with 0.12 (no events) it stays
+    open."""
     wc = webcam_run.result["webcam"]
     tl = wc["timeline"]
+    k = slowdown("webcam", webcam_run.result["latency_segmented"]["log"], wc["log"])
+    bound = ON_DEMAND_S * k
     summary = (
         f"{webcam_run.version}: released {tl['camera_released']} s after start "
         f"(virtual camera ready at {tl['vcam_ready']} s); reader -> event "
@@ -474,6 +573,7 @@ def test_on_demand_camera(webcam_run: Run) -> None:
         f"{wc['first_frame_after_event_s']} s; reader -> first frame "
         f"{wc['first_frame_after_reader_s']} s; reader stop -> event "
         f"{wc['event_0_after_reader_stop_s']} s, -> released {wc['released_after_reader_stop_s']} s"
+        f"; bound {bound:.2f} s (slowdown {k:.2f})"
     )
     print(summary)
     if not webcam_run.version.startswith("0.15"):
@@ -484,13 +584,13 @@ def test_on_demand_camera(webcam_run: Run) -> None:
         return
     assert wc["events_supported"], summary
     assert tl["camera_released"] is not None, f"camera never released: {summary}\n{wc['log']}"
-    assert tl["camera_released"] - tl["vcam_ready"] <= 2.0, summary
+    assert tl["camera_released"] - tl["vcam_ready"] <= bound, summary
     assert wc["event_1_after_reader_s"] is not None, f"no client-usage event: {wc['events']}"
     assert wc["first_frame_after_event_s"] is not None, summary
-    assert wc["first_frame_after_event_s"] <= 2.0, summary
+    assert wc["first_frame_after_event_s"] <= bound, summary
     assert wc["event_0_after_reader_stop_s"] is not None, f"no event: {wc['events']}"
     assert wc["released_after_reader_stop_s"] is not None, summary
-    assert wc["released_after_reader_stop_s"] - wc["event_0_after_reader_stop_s"] <= 2.0, summary
+    assert wc["released_after_reader_stop_s"] - wc["event_0_after_reader_stop_s"] <= bound, summary
     assert "nobody is watching" in wc["log"] and "opened again" in wc["log"], wc["log"]
 
 
@@ -512,6 +612,7 @@ def test_latency(webcam_run: Run) -> None:
     """Issue 3, item 6: a producer writes its clock into the fake webcam's pixels; the
     reader of /dev/video10 (same guest clock) decodes it: capture-to-consumer latency."""
     lat = webcam_run.result["latency"]
+    reader_retries(f"{webcam_run.version} latency", lat["reader"])
     ms = np.array(lat["latency_ms"], float)
     assert not lat["producer_error"], lat["producer_error"]
     assert len(ms) >= 10, (
@@ -528,10 +629,12 @@ def test_latency(webcam_run: Run) -> None:
 
 def test_latency_with_segmentation(webcam_run: Run, clip: Clip) -> None:
     """Issue 3, item 6, the whole path: the fake webcam switches between two clip frames
-    every 2 s; the first frame read back from /dev/video10 that shows the new one gives a
-    sample (segmentation, refinement, compositing and both loopbacks included)."""
+    every 2 s (longer when the guest processes slower: five processing times); the first
+    frame read back from /dev/video10 that shows the new one gives a sample (segmentation,
+    refinement, compositing and both loopbacks included)."""
     seg = webcam_run.result["latency_segmented"]
     rd = seg["reader"]
+    reader_retries(f"{webcam_run.version} segmented", rd)
     images = raw_frames(webcam_run.out, rd, "yuyv")
     kernel = np.ones((3, 3), np.uint8)
     cores = [
@@ -552,22 +655,36 @@ def test_latency_with_segmentation(webcam_run: Run, clip: Clip) -> None:
     samples, late = [], 0
     for j in range(1, len(switches)):
         t_s, which = switches[j]
-        t_next = switches[j + 1][0] if j + 1 < len(switches) else float("inf")
+        last = j + 1 == len(switches)
+        t_next = rd["t_stop"] if last else switches[j + 1][0]
         before = [w for t, w in seen if t <= t_s]
         if not before or before[-1] == which:
             continue  # nothing shown yet (start, or idle until the reader came)
         after = [t for t, w in seen if t > t_s and w == which]
         if not after or after[0] >= t_next:
-            late += 1
+            if not last:  # the reader stopped less than a period after the last switch
+                late += 1
             continue
         samples.append((after[0] - t_s) * 1000)
     ms = np.array(samples)
     assert len(ms) >= 5, f"{len(ms)} samples ({late} late) from {len(seen)} frames\n{seg['log']}"
+    # Newest-wins keeps the latency near two processing times (the frame in progress, then
+    # the new one) plus the devices' and readers' share: up to ~3 processing times in the
+    # guest (~1 s at 3 fps). The bound is the design figure (6 processing times on an idle
+    # host) stretched by the boot's slowdown. A queue instead of a slot grows without bound
+    # (input 8 fps, processing ~3 fps).
+    # The time bounds read mattecam's -v status line; a change of its wording must show here.
+    assert processing_s(seg["log"]) is not None, f"no 'in N fps, processed N fps':\n{seg['log']}"
+    k = slowdown("webcam", seg["log"])
+    bound = SEGMENTED_P95_MS * k
     line, p95 = report_latency(
-        f"latency with segmentation {webcam_run.version}", ms, seg["log"], f" late={late}"
+        f"latency with segmentation {webcam_run.version}",
+        ms,
+        seg["log"],
+        f" late={late}; slowdown {k:.2f}, p95 bound {bound:.0f} ms; switching {seg['calibration']}",
     )
-    assert late <= 1, line
-    assert p95 < 2000, line
+    assert late <= max(1, (len(ms) + late) // 5), line
+    assert p95 < bound, line
 
 
 # --- 4: errors ----------------------------------------------------------------------------------
@@ -594,7 +711,7 @@ def errors_run(request, vm_ready, clip, tmp_path_factory) -> Run:
         },
         modprobe_args=None,
         vivid=True,
-        timeout=360,
+        timeout=480,
     )
 
 
@@ -639,6 +756,7 @@ def test_error_unsupported_format(errors_run: Run, clip: Clip) -> None:
     assert e["unpinned"]["rc"] == 0, e["unpinned"]
     ok = e["usable_after"]
     assert ok["capture_after_s"] is not None, ok["log"]
+    reader_retries(f"{errors_run.version} after errors", ok["reader"])
     frames = raw_frames(errors_run.out, ok["reader"], "yuyv")
     check_frames(frames, clip, f"{errors_run.version} after errors", 2)
     assert ok["stop"]["rc"] == SIGNAL_RC["SIGTERM"], ok["log"]
@@ -677,10 +795,10 @@ def browser_run(request, vm_ready, clip, tmp_path_factory) -> Run:
         {
             "fmt": "yuyv",
             "page": str(HERE / "vcam_page.html"),
-            "query": f"label=mattecam&colour={','.join(map(str, COLOUR_RGB))}&timeout=150",
-            "browser_timeout": 170,
+            "query": f"label=mattecam&colour={','.join(map(str, COLOUR_RGB))}&timeout=360",
+            "browser_timeout": 380,
         },
-        timeout=300,
+        timeout=600,
     )
 
 

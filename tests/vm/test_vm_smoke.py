@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import warnings
 
 import harness
 import pytest
@@ -17,47 +18,33 @@ W, H = 320, 240
 FRAME_BYTES = W * H * 2  # YUYV
 N_FRAMES = 10
 RATE = 10
-SECONDS = 30  # producer runs at most this long (real time, -re)
+# The producer runs at most this long (real time, -re; it is stopped once the frames are
+# read): enough for a starved guest to start a reader twice.
+SECONDS = 90
 # testsrc2 renders yuv420p; yuv420p -> yuyv422 is a pure repacking in swscale,
 # so the guest's frames are byte-identical to the ones rendered on the host.
 PATTERN = f"testsrc2=size={W}x{H}:rate={RATE}"
 
 
 @pytest.fixture(scope="module")
-def reference_frames(tmp_path_factory):
+def reference_frames():
     """sha256 of each YUYV frame of PATTERN -> frame index (rendered on the host)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         pytest.skip("ffmpeg not on the host (tests/vm/build.sh installs it)")
-    ref = tmp_path_factory.mktemp("ref") / "ref.yuv"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            PATTERN,
-            "-t",
-            str(SECONDS),
-            "-pix_fmt",
-            "yuyv422",
-            "-f",
-            "rawvideo",
-            "-y",
-            str(ref),
-        ],
-        check=True,
-    )
-    data = ref.read_bytes()
-    assert len(data) == SECONDS * RATE * FRAME_BYTES
-    return {
-        hashlib.sha256(data[i : i + FRAME_BYTES]).hexdigest(): i // FRAME_BYTES
-        for i in range(0, len(data), FRAME_BYTES)
-    }
+    hashes: dict[str, int] = {}
+    with subprocess.Popen(
+        [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", PATTERN,
+         "-t", str(SECONDS), "-pix_fmt", "yuyv422", "-f", "rawvideo", "pipe:1"],
+        stdout=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        while frame := proc.stdout.read(FRAME_BYTES):
+            assert len(frame) == FRAME_BYTES, len(frame)
+            hashes.setdefault(hashlib.sha256(frame).hexdigest(), len(hashes))
+    assert proc.returncode == 0
+    assert len(hashes) == SECONDS * RATE, len(hashes)
+    return hashes
 
 
 ROUNDTRIP = r"""
@@ -84,8 +71,21 @@ until caps | grep -q 'Video Capture'; do
 done
 echo "capture ready after $i polls"
 v4l2-ctl -d $DEV --get-fmt-video | tee $OUT/fmt
-timeout 60 ffmpeg -nostdin -hide_banner -loglevel warning -f v4l2 -i $DEV -fps_mode passthrough \
-    -frames:v {n} -c:v copy -f rawvideo -y $OUT/frames.yuv
+read_back() {{
+    timeout 60 ffmpeg -nostdin -hide_banner -loglevel warning -f v4l2 -i $DEV \
+        -fps_mode passthrough -frames:v {n} -c:v copy -f rawvideo -y $OUT/frames.yuv
+}}
+# ffmpeg's v4l2 reader sometimes dies by a signal in the TCG guest when the host is starved.
+# Nothing of mattecam runs here and the producer is ffmpeg as well, so one more reader is
+# tried and the crash recorded for the host; any other failure, or a second one, fails.
+rc=0
+read_back || rc=$?
+if [ $rc -gt 128 ] && kill -0 $P 2>/dev/null; then
+    echo "reader exited $rc (signal $((rc - 128))); reading once more" | tee $OUT/reader_retry >&2
+    read_back
+elif [ $rc -ne 0 ]; then
+    exit $rc
+fi
 kill $P 2>/dev/null || true
 wait $P 2>/dev/null || true
 echo done
@@ -106,6 +106,8 @@ def test_loopback_roundtrip(vm, version, tmp_path, reference_frames):
     )
     print(res.report())
     assert res.returncode == 0, res.report()
+    if (out / "reader_retry").exists():
+        warnings.warn(f"{version}: {(out / 'reader_retry').read_text().strip()}", stacklevel=1)
 
     # the right module version was loaded, with our label
     # (the .ko that modprobe resolved in the guest is the one built for this version)
