@@ -32,6 +32,8 @@ if [ "$dev" = 1 ]; then
     /usr/bin/python3 -c "import gi; gi.require_version('Gio', '2.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-glib-2.0)
     command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need+=(firefox-esr)
+    # libyuv: the SIMD blend and packing (optional at run time: OpenCV does it otherwise).
+    [ -e /usr/lib/"$(uname -m)"-linux-gnu/libyuv.so.0 ] || need+=(libyuv0)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

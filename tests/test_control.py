@@ -29,6 +29,7 @@ from mattecam.control.library import Library
 from mattecam.control.paths import runtime_file
 from mattecam.control.server import ControlServer
 from mattecam.frame import Frame
+from mattecam.imaging.yuv import as_bgr
 from mattecam.sinks import NullSink
 
 FPS = 20.0
@@ -46,7 +47,7 @@ class TimedSink(NullSink):
     def write(self, frame: Frame) -> None:
         super().write(frame)
         self.times.append(time.monotonic())
-        b, g, r = (int(v) for v in frame.image[-4, -4])
+        b, g, r = (int(v) for v in as_bgr(frame.image)[-4, -4])
         self.corners.append((b, g, r))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from mattecam import devices, doctor
 from mattecam.devices import Device
-from mattecam.doctor import Finding, NodeAccess
+from mattecam.doctor import Finding, NodeAccess, check_libyuv
 from mattecam.sinks.v4l2loopback import MODPROBE
 
 
@@ -242,3 +242,9 @@ def test_run_checks_without_pipewire(
     assert len(daemon) == 1 and daemon[0].level == "info"
     assert str(tmp_path / "pipewire-0") in daemon[0].message
     assert all(f.level in ("ok", "info") for f in found)
+
+
+def test_libyuv_finding_names_the_package() -> None:
+    assert check_libyuv(available=True)[0].level == "ok"
+    (missing,) = check_libyuv(available=False)
+    assert missing.level == "info" and missing.fix == "sudo apt install libyuv0"

@@ -102,17 +102,20 @@ def test_eval_bad_inputs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("strength", [0.0, 0.6])
 def test_light_wrap(strength: float) -> None:
     from mattecam.compositing.blend import light_wrap
+    from mattecam.imaging.yuv import I420
 
-    out = np.full((240, 320, 3), 100, np.uint8)
-    bg = np.full((240, 320, 3), (0, 0, 250), np.uint8)
+    out_bgr = np.full((240, 320, 3), 100, np.uint8)
+    bg = I420.from_bgr(np.full((240, 320, 3), (0, 0, 250), np.uint8))
     matte = np.zeros((240, 320), np.uint8)
     matte[40:200, 100:220] = 255
-    out[matte > 0] = (90, 90, 90)
-    before = out.copy()
+    out_bgr[matte > 0] = (90, 90, 90)
+    out = I420.from_bgr(out_bgr)
+    before_pic = out.copy()
     light_wrap(out, bg, matte, strength)
-    rim, core = out[120, 101], out[120, 160]
+    before, after = before_pic.to_bgr(), out.to_bgr()
+    rim, core = after[120, 101], after[120, 160]
     if strength == 0:
-        assert np.array_equal(out, before)
+        assert np.array_equal(out.data, before_pic.data)
     else:
         assert rim[2] > before[120, 101, 2] + 20  # red light on the person's edge
         assert abs(int(core[2]) - 90) <= 3  # the middle of the person is untouched

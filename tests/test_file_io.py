@@ -19,7 +19,8 @@ import pytest
 
 from conftest import read_frames
 from mattecam.errors import SinkError, SourceError
-from mattecam.frame import Frame, Image
+from mattecam.frame import Frame
+from mattecam.imaging.yuv import I420
 from mattecam.sinks import FileSink
 from mattecam.sources import FileSource
 from mattecam.sources import file as source_file
@@ -324,17 +325,17 @@ def test_truncated_clip_warns_once_when_looping(
 def test_decoding_error_mid_stream_ends_the_input(
     clips: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = source_file.to_bgr
+    real = source_file.to_i420
     calls = 0
 
-    def failing(vf: Any) -> Image:
+    def failing(vf: Any) -> I420:
         nonlocal calls
         calls += 1
         if calls > 5:
             raise av.error.InvalidDataError(1094995529, "Invalid data found")
         return real(vf)
 
-    monkeypatch.setattr(source_file, "to_bgr", failing)
+    monkeypatch.setattr(source_file, "to_i420", failing)
     with caplog.at_level(logging.WARNING, logger="mattecam"):
         src, got = read_file(clip_in(clips, "whole"))
     assert len(got) == 5  # the frames before the error are kept, not lost to an exception
@@ -346,10 +347,10 @@ def test_decoding_error_mid_stream_ends_the_input(
 def test_decoding_error_at_the_first_frame_is_a_source_error(
     clips: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(vf: Any) -> Image:
+    def failing(vf: Any) -> I420:
         raise av.error.InvalidDataError(1094995529, "Invalid data found")
 
-    monkeypatch.setattr(source_file, "to_bgr", failing)
+    monkeypatch.setattr(source_file, "to_i420", failing)
     src = FileSource(clip_in(clips, "whole"))
     with pytest.raises(SourceError, match="error decoding"):
         src.open()

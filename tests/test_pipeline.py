@@ -14,6 +14,7 @@ from fakes import FakeSegmenter
 from mattecam.compositing import ColorBackground
 from mattecam.errors import SourceError
 from mattecam.frame import Frame
+from mattecam.imaging.yuv import as_bgr
 from mattecam.matte import BilinearRefiner
 from mattecam.matte.stage import MatteStage
 from mattecam.pipeline import Pipeline
@@ -306,7 +307,7 @@ def test_live_change_of_background_does_not_interrupt_output(
     class ColourSink(RecordingSink):
         def write(self, frame: Frame) -> None:
             super().write(frame)
-            colours.append((time.monotonic(), int(frame.image[-1, -1, 0])))
+            colours.append((time.monotonic(), int(as_bgr(frame.image)[-1, -1, 0])))
 
     sink = ColourSink(live=True)
     p = Pipeline(FileSource(clip, realtime=True, loop=True), processor, [sink], live=True)

@@ -12,8 +12,15 @@ import pytest
 from conftest import write_clip
 from mattecam.errors import InputNotFoundError, SourceError, UnsupportedFormatError
 from mattecam.frame import Frame
+from mattecam.imaging.yuv import I420
 from mattecam.sources import CameraSource, FileSource, camera_path, make_source
-from mattecam.sources.base import fill_size
+from mattecam.sources.base import even_size, fill_size
+
+
+def bgr(frame: Frame) -> np.ndarray:
+    """A source's frame (I420) as BGR, to check its pixels."""
+    assert isinstance(frame.image, I420)
+    return frame.image.to_bgr()
 
 
 def read_all(src: FileSource, limit: int = 1000) -> list[Frame]:
@@ -29,10 +36,11 @@ def test_file_source_reads_every_frame_in_order(clip: Path) -> None:
         assert src.fps == pytest.approx(24)
         frames = read_all(src)
     assert [f.seq for f in frames] == list(range(12))
-    marks = [int(f.image[0, 0, 0]) for f in frames]
+    marks = [int(bgr(f)[0, 0, 0]) for f in frames]
     assert all(abs(m - i * 40 % 256) <= 6 for i, m in enumerate(marks)), marks
     assert frames[3].pts == pytest.approx(3 / 24)
-    assert all(f.image.shape == (96, 160, 3) for f in frames)
+    assert all(isinstance(f.image, I420) and not f.image.full_range for f in frames)
+    assert all(f.size == (160, 96) for f in frames)
     assert all(f.timings["decode"] >= 0 for f in frames)
     t = [f.t_capture for f in frames]
     assert t == sorted(t)
@@ -41,7 +49,7 @@ def test_file_source_reads_every_frame_in_order(clip: Path) -> None:
 def test_file_source_scales_to_requested_size(clip: Path) -> None:
     with FileSource(clip, size=(64, 64)) as src:
         f = src.read()
-    assert f is not None and f.image.shape == (64, 64, 3)
+    assert f is not None and isinstance(f.image, I420) and f.size == (64, 64)
     with FileSource(clip, size=(80, 0)) as src:
         assert src.size == (80, 48)  # height follows the input's aspect
 
@@ -53,7 +61,7 @@ def test_file_source_loops(clip: Path) -> None:
     assert [f.seq for f in frames] == list(range(30))
     pts = [f.pts or 0.0 for f in frames]
     assert pts == sorted(pts)  # media time keeps increasing across the loop
-    assert frames[12].image[0, 0, 0] < 20  # frame 0 again
+    assert bgr(frames[12])[0, 0, 0] < 20  # frame 0 again
 
 
 def test_realtime_file_source_is_paced(tmp_path: Path) -> None:
@@ -132,6 +140,13 @@ def test_fill_size() -> None:
     assert fill_size((320, 0), (640, 480)) == (320, 240)
     assert fill_size((0, 720), (1920, 1080)) == (1280, 720)
     assert fill_size((100, 50), (640, 480)) == (100, 50)
+    # Always even: I420 frames need it (an odd side loses its last column or row).
+    assert fill_size(None, (97, 65)) == (96, 64)
+    assert fill_size((101, 51), (640, 480)) == (100, 50)
+    assert fill_size((0, 0), (97, 65)) == (96, 64)
+    assert fill_size((81, 0), (640, 480)) == (80, 60)
+    assert fill_size((0, 1), (640, 480)) == (2, 2)
+    assert even_size((1, 3)) == (2, 2)
 
 
 def test_write_clip_roundtrip(tmp_path: Path) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from mattecam.imaging.yuv import I420
 
 Image = NDArray[np.uint8]
 """A BGR image, shape (height, width, 3), dtype uint8, C-contiguous."""
@@ -16,7 +20,11 @@ class Frame:
     """One video frame and where it came from.
 
     Attributes:
-        image: BGR uint8 pixels, shape (height, width, 3).
+        image: the pixels, and with them their layout: an :class:`~mattecam.imaging.yuv.I420`
+            picture (BT.601, limited range unless it says otherwise), which is what sources
+            deliver, the processing stage produces and YUV outputs write as they are; or a
+            BGR array (height, width, 3), which every stage also accepts and converts
+            once (``as_i420`` / ``as_bgr`` in :mod:`mattecam.imaging.yuv`).
         seq: sequence number given by the source, starting at 0 and increasing by one per
             frame read (so gaps seen downstream are drops).
         t_capture: ``time.monotonic()`` seconds when the source obtained the frame.
@@ -25,7 +33,7 @@ class Frame:
             (``decode``, ``preprocess``, ``inference``, ``refine``, ``composite``...).
     """
 
-    image: Image
+    image: Image | I420
     seq: int
     t_capture: float
     pts: float | None = None
@@ -34,5 +42,8 @@ class Frame:
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
-        h, w = self.image.shape[:2]
-        return w, h
+        image = self.image
+        if isinstance(image, np.ndarray):
+            h, w = image.shape[:2]
+            return w, h
+        return image.size

@@ -16,6 +16,7 @@ import cv2
 from mattecam.errors import MattecamError, PipelineStuckError
 from mattecam.frame import Frame, Image
 from mattecam.imaging import cover_fit, placeholder
+from mattecam.imaging.yuv import I420, Picture
 from mattecam.metrics import Metrics, Snapshot, Summary
 from mattecam.outclock import OutputClock
 from mattecam.process import FrameProcessor
@@ -159,7 +160,8 @@ class Pipeline:
                 opened.append(sink)
                 log.info("output: %s", sink.describe())
             if self.live and any(s.wants_placeholder for s in self.sinks):
-                self._placeholder = Frame(placeholder(*self.source.size), -1, time.monotonic())
+                still = _picture(placeholder(*self.source.size))
+                self._placeholder = Frame(still, -1, time.monotonic())
             self._run_threads(status_interval, on_status)
             failed = bool(self._errors)
         except KeyboardInterrupt:
@@ -309,7 +311,7 @@ class Pipeline:
             log.info("resumed")
             return
         w, h = self.source.size
-        self._pause_frame = Frame(cover_fit(image, w, h), -2, time.monotonic())
+        self._pause_frame = Frame(_picture(cover_fit(image, w, h)), -2, time.monotonic())
         log.info("paused: sending a still picture")
 
     def resume(self) -> None:
@@ -494,3 +496,10 @@ class Pipeline:
         self.idle.clear()
         log.info("someone started watching the output: resuming")
         return False
+
+
+def _picture(image: Image) -> Picture:
+    """A still written over and over (placeholder, pause picture) in the layout frames have,
+    converted once so that no output converts it again per frame."""
+    h, w = image.shape[:2]
+    return I420.from_bgr(image) if w % 2 == 0 and h % 2 == 0 else image

@@ -6,12 +6,10 @@ import threading
 import time
 from typing import Any
 
-import cv2
-import numpy as np
-
 from mattecam.compositing.backgrounds import Background
-from mattecam.compositing.blend import Compositor, light_wrap
+from mattecam.compositing.blend import Blender, light_wrap
 from mattecam.frame import Frame
+from mattecam.imaging.yuv import as_i420, mirror
 from mattecam.matte.base import Refiner
 from mattecam.matte.stage import MatteStage
 from mattecam.segmentation.base import Segmenter
@@ -21,9 +19,13 @@ class FrameProcessor:
     """Turns a camera frame into the composited output frame: mirror, matte (the
     :class:`~mattecam.matte.stage.MatteStage`), background, blend.
 
-    Owned by the processing thread. The output frame keeps the input's ``seq``, ``t_capture``
-    and ``pts`` and adds per-stage timings in milliseconds: ``preprocess``, ``inference``,
-    ``refine``, ``composite`` (background rendering included).
+    Owned by the processing thread. Frames stay in the camera's YUV from end to end: the
+    input is limited-range :class:`~mattecam.imaging.yuv.I420` (a BGR frame is converted
+    first), the matte follows its Y plane, the background is rendered and blended in I420
+    (Y at full resolution, chroma at a quarter), and the output is a new I420 picture. The
+    output frame keeps the input's ``seq``, ``t_capture`` and ``pts`` and adds per-stage
+    timings in milliseconds: ``preprocess``, ``inference``, ``refine``, ``composite``
+    (background rendering and blend).
 
     Live changes: :meth:`update` may be called from any thread with new, ready-built stages
     or settings; they take effect at the next frame boundary, on the processing thread,
@@ -42,7 +44,7 @@ class FrameProcessor:
         self.background = background
         self.mirror = mirror
         self.light_wrap = light_wrap
-        self._compositor = Compositor()
+        self._blender = Blender()
         self._lock = threading.Lock()  # guards _pending only
         self._pending: dict[str, Any] = {}
 
@@ -96,16 +98,16 @@ class FrameProcessor:
     def process(self, frame: Frame) -> Frame:
         if self._pending:
             self._apply_pending()
-        image = frame.image
+        picture = as_i420(frame.image)
         timings = frame.timings
         if self.mirror:
-            image = np.asarray(cv2.flip(image, 1), np.uint8)
+            picture = mirror(picture)
         if not self.background.replaces:
-            return Frame(image, frame.seq, frame.t_capture, frame.pts, timings)
-        matte = self.matting.matte(image, timings)
+            return Frame(picture, frame.seq, frame.t_capture, frame.pts, timings)
+        matte = self.matting.matte(picture, timings)
         t3 = time.perf_counter()
-        bg = self.background.render(image, matte)
-        out = self._compositor.composite(image, bg, matte)
+        bg = self.background.render(picture, matte)
+        out = self._blender.blend(picture, bg, matte)
         if self.light_wrap > 0:
             light_wrap(out, bg, matte, self.light_wrap)
         t4 = time.perf_counter()

@@ -10,16 +10,17 @@ from mattecam.compositing.backgrounds import (
     make_background,
     parse_color,
 )
-from mattecam.compositing.blend import Compositor
+from mattecam.compositing.blend import Blender, light_wrap
 
 __all__ = [
     "Background",
+    "Blender",
     "BlurBackground",
     "ColorBackground",
-    "Compositor",
     "ImageBackground",
     "NoBackground",
     "VideoBackground",
+    "light_wrap",
     "make_background",
     "parse_color",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatError
 from mattecam.frame import Image
 from mattecam.imaging import cover_fit, open_container, shrink, to_bgr
+from mattecam.imaging.yuv import I420
 from mattecam.matte.base import Matte
 from mattecam.specs import NAMED_COLORS, VIDEO_SUFFIXES, BackgroundSpec, parse_color
 
@@ -24,16 +25,19 @@ class Background(ABC):
     """Renders the picture behind the person for one frame.
 
     :meth:`render` is called from the processing thread once per frame with the camera frame
-    and its matte, and returns a BGR uint8 image of the same size (it may be cached and must
-    not be modified by the caller). ``close()`` may be called more than once.
+    (limited-range :class:`~mattecam.imaging.yuv.I420`) and its matte, and returns an I420
+    picture of the same size and range: pictures are converted once per size, colours are
+    constant planes, the blur works on small planes. The result may be cached or reused for
+    the next frame: the caller blends it at once and never hands it on or modifies it.
+    ``close()`` may be called more than once.
     """
 
     #: False only for the pass-through background, which skips compositing altogether.
     replaces = True
 
     @abstractmethod
-    def render(self, frame: Image, matte: Matte) -> Image:
-        """The background for ``frame`` (same shape)."""
+    def render(self, frame: I420, matte: Matte) -> I420:
+        """The background for ``frame`` (same size)."""
 
     def close(self) -> None:  # noqa: B027 - most backgrounds hold no resources
         """Release files or decoders."""
@@ -44,7 +48,7 @@ class NoBackground(Background):
 
     replaces = False
 
-    def render(self, frame: Image, matte: Matte) -> Image:
+    def render(self, frame: I420, matte: Matte) -> I420:
         return frame
 
 
@@ -53,12 +57,19 @@ class ColorBackground(Background):
 
     def __init__(self, bgr: tuple[int, int, int]) -> None:
         self.bgr = bgr
-        self._cache = np.empty((0, 0, 3), np.uint8)
+        self._cache: I420 | None = None
 
-    def render(self, frame: Image, matte: Matte) -> Image:
-        if self._cache.shape != frame.shape:
-            self._cache = np.empty(frame.shape, np.uint8)
-            self._cache[:] = self.bgr
+    def render(self, frame: I420, matte: Matte) -> I420:
+        if self._cache is None or self._cache.size != frame.size:
+            patch = I420.from_bgr(np.full((2, 2, 3), self.bgr, np.uint8))
+            out = I420.empty(*frame.size)
+            for plane, value in (
+                (out.y, patch.y[0, 0]),
+                (out.u, patch.u[0, 0]),
+                (out.v, patch.v[0, 0]),
+            ):
+                plane[:] = value
+            self._cache = out
         return self._cache
 
 
@@ -68,12 +79,11 @@ class ImageBackground(Background):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.image = load_image(path)
-        self._cache = np.empty((0, 0, 3), np.uint8)
+        self._cache: I420 | None = None
 
-    def render(self, frame: Image, matte: Matte) -> Image:
-        if self._cache.shape != frame.shape:
-            h, w = frame.shape[:2]
-            self._cache = cover_fit(self.image, w, h)
+    def render(self, frame: I420, matte: Matte) -> I420:
+        if self._cache is None or self._cache.size != frame.size:
+            self._cache = I420.from_bgr(cover_fit(self.image, *frame.size))
         return self._cache
 
 
@@ -108,17 +118,22 @@ class BlurBackground(Background):
             raise ConfigError(f"blur strength must be between 0 and 100, got {strength}")
         self.strength = strength
         self._kernel = np.ones((3, 3), np.uint8)
+        self._out: I420 | None = None  # reused: the caller blends it at once
 
-    def render(self, frame: Image, matte: Matte) -> Image:
+    def render(self, frame: I420, matte: Matte) -> I420:
         if self.strength == 0:
             return frame
-        h, w = frame.shape[:2]
+        w, h = frame.size
         sigma = self.strength * h / 720.0
         # Work at a reduction (4x to 16x) where sigma is ~2 px: enough samples for a smooth
-        # Gaussian, few enough pixels to cost well under a millisecond.
+        # Gaussian, few enough pixels to cost well under a millisecond. Each plane is shrunk
+        # to the same small size (chroma from its quarter-size plane) and enlarged back to
+        # its own size: Y at full resolution, chroma at a quarter.
         k = min(16.0, max(4.0, sigma / 2))
         sw, sh = max(8, round(w / k)), max(8, round(h / k))
-        small = shrink(frame, sw, sh)
+        small = cv2.merge(
+            [shrink(frame.y, sw, sh), shrink(frame.u, sw, sh), shrink(frame.v, sw, sh)]
+        )
         weight8 = shrink(matte, sw, sh)
         # Background weight, with the person's edge pushed outwards so its rim does not leak.
         weight = cv2.erode(255 - weight8, self._kernel).astype(np.float32)
@@ -134,8 +149,13 @@ class BlurBackground(Background):
         # covers anyway.
         c = np.float32(0.002)
         bg = (blurred[..., :3] + c * small_f) / (blurred[..., 3:] + c)
-        bg8 = cv2.convertScaleAbs(bg)
-        return np.asarray(cv2.resize(bg8, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
+        planes = cv2.split(cv2.convertScaleAbs(bg))
+        out = self._out
+        if out is None or out.size != frame.size:
+            out = self._out = I420.empty(w, h)
+        for src, dst in zip(planes, (out.y, out.u, out.v), strict=True):
+            cv2.resize(src, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+        return out
 
 
 class VideoBackground(Background):
@@ -162,13 +182,12 @@ class VideoBackground(Background):
                 return
             self._container.seek(0)
 
-    def render(self, frame: Image, matte: Matte) -> Image:
-        h, w = frame.shape[:2]
+    def render(self, frame: I420, matte: Matte) -> I420:
         if self._first is not None:
             image, self._first = self._first, None
         else:
             image = next(self._frames)
-        return cover_fit(image, w, h)
+        return I420.from_bgr(cover_fit(image, *frame.size))
 
     def close(self) -> None:
         if self._container is not None:

@@ -1,71 +1,95 @@
-"""Alpha blending in uint8 with OpenCV, reusing buffers between frames."""
+"""Alpha blending on YUV 4:2:0 planes, and the light wrap."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from mattecam.frame import Image
+from mattecam.imaging import libyuv
+from mattecam.imaging.yuv import I420, Plane, ptrs
 from mattecam.matte.base import Matte
 
 
-class Compositor:
-    """``out = fg * a + bg * (1 - a)`` with ``a = matte / 255``, all in uint8.
+class Blender:
+    """``out = fg * a + bg * (1 - a)`` on I420 planes, ``a = matte / 255``: Y at full
+    resolution, chroma at a quarter with the matte averaged over each 2x2 block.
 
-    OpenCV's saturating uint8 multiply and add release the GIL and avoid the float32
-    temporaries a NumPy expression would allocate (about 4x faster at 720p). Buffers are kept
-    between frames of the same size, so the hot path allocates nothing but its result.
-    Not thread-safe: one per processing thread.
+    libyuv's ``I420Blend`` (SIMD) when present, ~0.1 ms at 720p; otherwise OpenCV's
+    saturating uint8 multiply and add per plane, ~0.5 ms; the same blend on three BGR planes
+    cost ~1.1 ms. The two agree within one level. Buffers are reused between frames of the
+    same size, and each result is a new picture (it travels on to the outputs). Not
+    thread-safe: one per processing thread.
     """
 
     def __init__(self) -> None:
-        self._shape: tuple[int, ...] = ()
-        self._a3 = np.empty(0, np.uint8)
-        self._inv3 = np.empty(0, np.uint8)
-        self._fg = np.empty(0, np.uint8)
+        self._size = (0, 0)
+        self._tmp: dict[str, Plane] = {}
 
-    def composite(self, fg: Image, bg: Image, matte: Matte) -> Image:
-        """Blend ``fg`` (the camera frame) over ``bg`` through ``matte``; returns a new image."""
-        if fg.shape != self._shape:
-            self._shape = fg.shape
-            self._a3 = np.empty(fg.shape, np.uint8)
-            self._inv3 = np.empty(fg.shape, np.uint8)
-            self._fg = np.empty(fg.shape, np.uint8)
-        cv2.cvtColor(matte, cv2.COLOR_GRAY2BGR, dst=self._a3)
-        cv2.bitwise_not(self._a3, dst=self._inv3)
-        cv2.multiply(fg, self._a3, dst=self._fg, scale=1.0 / 255.0)
-        out = cv2.multiply(bg, self._inv3, scale=1.0 / 255.0)
-        cv2.add(out, self._fg, dst=out)
-        return np.asarray(out, dtype=np.uint8)
+    def blend(self, fg: I420, bg: I420, matte: Matte) -> I420:
+        """A new picture: ``fg`` over ``bg`` (both limited range) through ``matte`` (uint8,
+        the size of the Y plane)."""
+        w, h = fg.size
+        if bg.size != fg.size or matte.shape != (h, w):
+            raise ValueError(f"blend sizes differ: fg {fg.size}, bg {bg.size}, matte {matte.shape}")
+        out = I420.empty(w, h)
+        lib = libyuv.load()
+        if lib is not None:
+            matte = np.ascontiguousarray(matte)
+            lib.I420Blend(*ptrs(fg), *ptrs(bg), matte.ctypes.data, w, *ptrs(out), w, h)
+            return out
+        if self._size != (w, h):
+            self._size = (w, h)
+            self._tmp = {
+                "a2": np.empty((h // 2, w // 2), np.uint8),
+                "inv": np.empty((h, w), np.uint8),
+                "inv2": np.empty((h // 2, w // 2), np.uint8),
+                "fg": np.empty((h, w), np.uint8),
+                "fg2": np.empty((h // 2, w // 2), np.uint8),
+            }
+        t = self._tmp
+        a2 = cv2.resize(matte, (w // 2, h // 2), dst=t["a2"], interpolation=cv2.INTER_AREA)
+        cv2.bitwise_not(matte, dst=t["inv"])
+        cv2.bitwise_not(a2, dst=t["inv2"])
+        for f, b, o, a, inv, tmp in (
+            (fg.y, bg.y, out.y, matte, t["inv"], t["fg"]),
+            (fg.u, bg.u, out.u, a2, t["inv2"], t["fg2"]),
+            (fg.v, bg.v, out.v, a2, t["inv2"], t["fg2"]),
+        ):
+            cv2.multiply(f, a, dst=tmp, scale=1.0 / 255.0)
+            cv2.multiply(b, inv, dst=o, scale=1.0 / 255.0)
+            cv2.add(o, tmp, dst=o)
+        return out
 
 
-def light_wrap(out: Image, bg: Image, matte: Matte, strength: float) -> Image:
+def light_wrap(out: I420, bg: I420, matte: Matte, strength: float) -> I420:
     """Let a little of the new background's light spill onto the person's rim, in place.
 
     The rim is where the person's matte meets the background (``matte * (1 - blurred
-    matte)``, largest just inside the edge); there the output is mixed with a blur of the
-    background by up to ``strength`` (0..1). Everything runs at a quarter of the resolution
-    and is enlarged, so the cost stays well under a millisecond at 720p.
+    matte)``, largest just inside the edge); there each plane of the output is mixed with a
+    blur of the background's plane by up to ``strength`` (0..1). The rim and the blur are
+    made at a quarter of the resolution and enlarged to each plane's size, so the cost stays
+    well under a millisecond at 720p.
     """
     if strength <= 0:
         return out
-    h, w = out.shape[:2]
+    w, h = out.size
     sw, sh = max(1, w // 4), max(1, h // 4)
     a = cv2.resize(matte, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
     a *= np.float32(1.0 / 255.0)
     sigma = max(1.0, sh / 60.0)
     spread = cv2.GaussianBlur(a, (0, 0), sigma)
     rim = np.clip(a * (1.0 - spread) * np.float32(2.0 * strength), 0.0, 1.0)
-    rim8 = cv2.resize(cv2.convertScaleAbs(rim, alpha=255.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    glow = cv2.resize(
-        cv2.GaussianBlur(cv2.resize(bg, (sw, sh), interpolation=cv2.INTER_AREA), (0, 0), sigma),
-        (w, h),
-        interpolation=cv2.INTER_LINEAR,
-    )
-    rim3 = cv2.cvtColor(rim8, cv2.COLOR_GRAY2BGR)
-    mixed = cv2.add(
-        cv2.multiply(out, cv2.bitwise_not(rim3), scale=1.0 / 255.0),
-        cv2.multiply(glow, rim3, scale=1.0 / 255.0),
-    )
-    np.copyto(out, mixed)
+    rim8 = cv2.convertScaleAbs(rim, alpha=255.0)
+    for dst, src in ((out.y, bg.y), (out.u, bg.u), (out.v, bg.v)):
+        ph, pw = dst.shape
+        r = cv2.resize(rim8, (pw, ph), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(src, (sw, sh), interpolation=cv2.INTER_AREA)
+        glow = cv2.resize(
+            cv2.GaussianBlur(small, (0, 0), sigma), (pw, ph), interpolation=cv2.INTER_LINEAR
+        )
+        mixed = cv2.add(
+            cv2.multiply(dst, cv2.bitwise_not(r), scale=1.0 / 255.0),
+            cv2.multiply(glow, r, scale=1.0 / 255.0),
+        )
+        np.copyto(dst, mixed)
     return out

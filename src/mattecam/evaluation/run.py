@@ -13,16 +13,17 @@ import numpy as np
 
 from mattecam.errors import InputNotFoundError, UnsupportedFormatError
 from mattecam.evaluation.metrics import MetricAccumulator
-from mattecam.frame import Image
+from mattecam.imaging.yuv import I420, Picture, picture_size
 from mattecam.matte.stage import MatteStage
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One labelled frame: BGR image and 8-bit mask (255 = person)."""
+    """One labelled frame: a picture (a BGR image, or a video frame's I420) and its 8-bit
+    mask (255 = person)."""
 
     name: str
-    image: Image
+    image: Picture
     mask: np.ndarray
 
 
@@ -89,13 +90,24 @@ def evaluate(
         if not temporal:
             matting.reset()
         timings: dict[str, float] = {}
-        matte = matting.matte(s.image, timings)
+        size = picture_size(s.image)
+        matte = matting.matte(_even(s.image), timings)[: size[1], : size[0]]
         infer_ms.append(timings["preprocess"] + timings["inference"])
         refine_ms.append(timings["refine"])
         acc.add(matte, s.mask)
-        size = (s.image.shape[1], s.image.shape[0])
     summary: dict[str, float | int | str | None] = dict(acc.summary())
     summary["ms_per_frame"] = statistics.median(refine_ms) if refine_ms else None
     summary["inference_ms"] = statistics.median(infer_ms) if infer_ms else None
     summary["size"] = f"{size[0]}x{size[1]}"
     return summary
+
+
+def _even(image: Picture) -> I420:
+    """The picture as the pipeline sees it (I420); a BGR image with an odd side is padded
+    by repeating its last column or row (I420 needs even sides), and the matte is cropped
+    back by the caller."""
+    if isinstance(image, I420):
+        return image.limited()
+    h, w = image.shape[:2]
+    padded = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    return I420.from_bgr(np.asarray(padded, np.uint8))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mattecam.frame import Image
-from mattecam.imaging import shrink
+from mattecam.imaging.yuv import I420, model_input
 from mattecam.segmentation.base import Alpha, Segmenter
 
 Rect = tuple[int, int, int, int]
@@ -79,16 +79,16 @@ class Framing:
         self.rect = self._box = None
         self._since_scan = 0
 
-    def segment(self, image: Image, segmenter: Segmenter) -> Framed:
-        """Run ``segmenter`` on the right part of ``image`` and update the framing."""
-        h, w = image.shape[:2]
+    def segment(self, picture: I420, segmenter: Segmenter) -> Framed:
+        """Run ``segmenter`` on the right part of ``picture`` and update the framing."""
+        w, h = picture.size
         full: Rect = (0, 0, w, h)
         mw, mh = segmenter.input_size
         clock = [0.0, 0.0]  # preprocess, inference (ms), summed over this frame's runs
 
-        def run(region: Image) -> tuple[Alpha, Image]:
+        def run(region: Rect) -> tuple[Alpha, Image]:
             t0 = time.perf_counter()
-            small = shrink(region, mw, mh)
+            small = model_input(picture, region, mw, mh)
             tensor = segmenter.tensor(small)
             t1 = time.perf_counter()
             alpha = segmenter.run(tensor)
@@ -100,7 +100,7 @@ class Framing:
         if rect is not None and not _inside(rect, w, h):
             rect = self.rect = self._box = None  # the frame size changed
         if rect is None or (rect != full and self._since_scan >= self.rescan_every):
-            alpha, small = run(image)
+            alpha, small = run(full)
             self._since_scan = 0
             scanned = _box(alpha, full)
             box = scanned if self._box is None or rect is None else _union(scanned, self._box)
@@ -109,8 +109,7 @@ class Framing:
                 self._box = scanned
                 return Framed(alpha, small, full, *clock)
         self._since_scan = 0 if rect == full else self._since_scan + 1
-        x, y, cw, ch = rect
-        alpha, small = run(image if rect == full else image[y : y + ch, x : x + cw])
+        alpha, small = run(rect)
         if self.enabled:
             self._box = _box(alpha, rect)
             self.rect = self._choose(self._box, w, h, mw, mh)

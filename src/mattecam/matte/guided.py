@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from mattecam.frame import Image
 from mattecam.imaging import shrink
+from mattecam.imaging.yuv import Plane
 from mattecam.matte.base import Matte, Refiner
 from mattecam.segmentation.base import Alpha
 
@@ -32,11 +33,13 @@ class GuidedRefiner(Refiner):
     smoothness (large). ``work_height`` solves at about that many rows instead (an integer
     reduction of the frame, to keep resizing cheap).
 
-    Full resolution sees only a few cheap passes: grey conversion, two bilinear
-    enlargements, a multiply-add in float32 and the conversion to uint8. Frames with more
-    pixels than :data:`APPLY_MAX_PIXELS` apply the model at an integer reduction (1080p at
-    960x540) and enlarge the uint8 matte: at 1080p that costs 2.0 ms instead of 3.1, and the
-    matte differs from the full-resolution one by 0.3 levels on average (IoU 0.999).
+    The guide is the frame's luma: the Y plane as the pipeline carries it (its limited range
+    folded into the coefficients at low resolution), or the grey of a BGR frame. Full
+    resolution sees only a few cheap passes: two bilinear enlargements, a multiply-add in
+    float32 and the conversion to uint8. Frames with more pixels than
+    :data:`APPLY_MAX_PIXELS` apply the model at an integer reduction (1080p at 960x540) and
+    enlarge the uint8 matte: at 1080p that costs 2.0 ms instead of 3.1, and the matte
+    differs from the full-resolution one by 0.3 levels on average (IoU 0.999).
     ``apply_scale`` fixes the reduction instead.
     """
 
@@ -64,24 +67,31 @@ class GuidedRefiner(Refiner):
             buf = self._buffers[name] = np.empty(shape, np.float32)
         return buf
 
-    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
+    def refine(self, alpha: Alpha, frame: Image | Plane, small: Image | None = None) -> Matte:
         h, w = frame.shape[:2]
         k = self.apply_scale or math.ceil(math.sqrt(h * w / APPLY_MAX_PIXELS))
         if self.apply_scale is None and (h % k or w % k):
             k = 1  # only exact reductions are cheap (INTER_AREA's integer fast path)
         ah, aw = max(1, h // k), max(1, w // k)
-        # Luminance at the resolution the linear model is applied at.
-        grey = self._grey
-        if grey.shape != (ah, aw):
-            grey = self._grey = np.empty((ah, aw), np.uint8)
-        if k == 1:
-            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=grey)
+        # Luminance at the resolution the linear model is applied at: the Y plane itself
+        # (limited range; its scale and offset are folded into the coefficients below), or
+        # the grey of a BGR frame.
+        if frame.ndim == 2:
+            scale, offset = 255.0 / 219.0, 16.0
+            source: Plane = frame
         else:
+            scale, offset = 1.0, 0.0
             full = self._full_grey
             if full.shape != (h, w):
                 full = self._full_grey = np.empty((h, w), np.uint8)
-            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=full)
-            cv2.resize(full, (aw, ah), dst=grey, interpolation=cv2.INTER_AREA)
+            source = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=full), np.uint8)
+        if k == 1:
+            grey = source
+        else:
+            grey = self._grey
+            if grey.shape != (ah, aw):
+                grey = self._grey = np.empty((ah, aw), np.uint8)
+            cv2.resize(source, (aw, ah), dst=grey, interpolation=cv2.INTER_AREA)
         if self.work_height is None:
             wh, ww = alpha.shape
             p = alpha
@@ -92,12 +102,19 @@ class GuidedRefiner(Refiner):
             p = np.asarray(cv2.resize(alpha, (ww, wh), interpolation=cv2.INTER_LINEAR), np.float32)
         if small is not None and small.shape[:2] == (wh, ww):
             guide = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            guide *= np.float32(1.0 / 255.0)
         else:
             guide = shrink(grey, ww, wh).astype(np.float32)
-        guide *= np.float32(1.0 / 255.0)
+            guide -= np.float32(offset)
+            guide *= np.float32(scale / 255.0)
         a, b = self._coefficients(guide, p)
-        # Apply the per-pixel linear model in 0..255 units: matte = a * grey + 255 * b.
+        # Apply the per-pixel linear model in 0..255 units, matte = a * grey' + 255 * b,
+        # where grey' = scale * (luma - offset) is the 0..255 grey: a' = a * scale and
+        # b' = 255 * b - a' * offset, applied to the luma as it is.
+        a *= np.float32(scale)
         b *= np.float32(255.0)
+        if offset:
+            b -= a * np.float32(offset)
         a_up = self._buffer("a", (ah, aw))
         b_up = self._buffer("b", (ah, aw))
         q = self._buffer("q", (ah, aw))

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from mattecam.frame import Image
+from mattecam.imaging.yuv import I420, as_i420
 from mattecam.matte.base import Matte, Refiner
 from mattecam.matte.framing import Framing, Rect, remap_matrix
 from mattecam.segmentation.base import Segmenter
@@ -68,23 +69,30 @@ class MatteStage:
             self._rect = None
             self.refiner.reset()
 
-    def matte(self, image: Image, timings: dict[str, float] | None = None) -> Matte:
-        """The matte for ``image``; ``timings`` gets ``preprocess``, ``inference`` and
-        ``refine`` in milliseconds."""
+    def matte(self, picture: I420 | Image, timings: dict[str, float] | None = None) -> Matte:
+        """The matte for ``picture`` (the size of its Y plane); ``timings`` gets
+        ``preprocess``, ``inference`` and ``refine`` in milliseconds.
+
+        The model sees a small BGR picture made from the planes of the part it looks at
+        (:func:`~mattecam.imaging.yuv.model_input`), and the refiner follows the edges of
+        the full-resolution luma: no full-size BGR image is made. A BGR picture is
+        converted first."""
         segmenter, refiner = self.segmenter, self.refiner
-        framed = self.framing.segment(image, segmenter)
+        picture = as_i420(picture)
+        framed = self.framing.segment(picture, segmenter)
         t0 = time.perf_counter()
         rect = framed.rect
         if self._rect is not None and rect != self._rect:
             refiner.reframe(remap_matrix(self._rect, rect, segmenter.input_size))
         self._rect = rect
-        h, w = image.shape[:2]
+        w, h = picture.size
         x, y, cw, ch = rect
+        luma = picture.y
         if (cw, ch) == (w, h):
-            matte = refiner.refine(framed.alpha, image, framed.small)
+            matte = refiner.refine(framed.alpha, luma, framed.small)
         else:
             matte = np.zeros((h, w), np.uint8)
-            crop = image[y : y + ch, x : x + cw]
+            crop = luma[y : y + ch, x : x + cw]
             matte[y : y + ch, x : x + cw] = refiner.refine(framed.alpha, crop, framed.small)
         if timings is not None:
             timings["preprocess"] = framed.preprocess_ms

@@ -8,6 +8,7 @@ from numpy.typing import NDArray
 
 from mattecam.frame import Image
 from mattecam.imaging import shrink
+from mattecam.imaging.yuv import Plane
 from mattecam.matte.base import Matte, Refiner
 from mattecam.segmentation.base import Alpha
 
@@ -47,11 +48,13 @@ class TemporalRefiner(Refiner):
         self._prev_alpha: NDArray[np.float32] | None = None
         self._prev_grey: NDArray[np.float32] | None = None
 
-    def refine(self, alpha: Alpha, frame: Image, small: Image | None = None) -> Matte:
+    def refine(self, alpha: Alpha, frame: Image | Plane, small: Image | None = None) -> Matte:
         h, w = alpha.shape
         if small is None or small.shape[:2] != (h, w):
-            small = shrink(frame, w, h)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            small = shrink(frame, w, h)  # BGR, or already grey (a luma plane)
+        grey = (small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)).astype(
+            np.float32
+        )
         grey *= np.float32(1.0 / 255.0)
         prev, prev_grey = self._prev_alpha, self._prev_grey
         if prev is not None and prev_grey is not None and prev.shape == alpha.shape:

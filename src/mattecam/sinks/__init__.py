@@ -1,4 +1,7 @@
-"""Outputs: virtual cameras (v4l2loopback, PipeWire), files, a preview, null, the newest frame."""
+"""Outputs: virtual cameras (v4l2loopback, PipeWire), files, a preview, null, the newest frame.
+
+Every sink takes a frame whose picture is I420 (what the pipeline hands over) or BGR.
+"""
 
 from __future__ import annotations
 

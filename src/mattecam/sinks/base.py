@@ -48,7 +48,12 @@ class Sink(ABC):
 
     @abstractmethod
     def write(self, frame: Frame) -> None:
-        """Output one BGR frame of the size given to :meth:`open`."""
+        """Output one frame of the size given to :meth:`open`.
+
+        Its picture is I420 (limited range, even sizes) from the pipeline, or BGR from
+        tests and other callers: a sink takes both, and never modifies the picture (the
+        same one goes to every sink, and may be written again as a placeholder).
+        """
 
     @abstractmethod
     def close(self) -> None:

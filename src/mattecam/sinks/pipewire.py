@@ -337,8 +337,10 @@ class PipeWireSink(Sink):
     ``pipewiresrc`` and ``pw-v4l2`` list, with no kernel module.
 
     The node offers I420, NV12 and YUY2 at the run's size and rate; the consumer picks one.
-    It drives its own graph (``DRIVER``): each :meth:`write` copies a frame into a free
-    buffer and triggers a cycle, so consumers get frames at the output clock's pace. A
+    It drives its own graph (``DRIVER``): each :meth:`write` converts a frame (an I420
+    picture for an I420 consumer needs no conversion; see
+    :class:`~mattecam.sinks.convert.Converter`), copies it into a free buffer and triggers a
+    cycle, so consumers get frames at the output clock's pace. A
     frame with no free buffer (nobody linked, or a consumer that stalls) is dropped, never
     waited for.
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from mattecam.errors import SinkError
 from mattecam.frame import Frame
+from mattecam.imaging.yuv import as_bgr
 from mattecam.sinks.base import Sink
 from mattecam.slot import Slot
 
@@ -23,7 +24,8 @@ class PreviewSink(Sink):
     """Shows frames in a window; ``q``, Esc or closing the window asks the pipeline to stop.
 
     Tk is not thread-safe, so the window lives on its own thread ("preview"), which owns every
-    Tk object and polls a one-slot handoff: :meth:`write` (output thread) only offers the frame.
+    Tk object and polls a one-slot handoff: :meth:`write` (output thread) only offers the frame,
+    and the window's thread converts the pictures it shows (I420 or BGR) at its own rate.
     The window is at most ``max_width`` pixels wide.
     """
 
@@ -108,7 +110,7 @@ class PreviewSink(Sink):
         photo.clear()
 
     def _ppm(self, frame: Frame) -> bytes:
-        image = frame.image
+        image = as_bgr(frame.image)
         h, w = image.shape[:2]
         if w > self.max_width:
             h, w = round(h * self.max_width / w), self.max_width

@@ -10,8 +10,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from mattecam.errors import ConfigError, InputNotFoundError, SinkError, UnsupportedFormatError
-from mattecam.frame import Frame, Image
+from mattecam.frame import Frame
 from mattecam.imaging import placeholder
+from mattecam.imaging.yuv import Picture
 from mattecam.sinks.base import Sink
 from mattecam.sinks.convert import Converter, PixelFormat
 from mattecam.v4l2 import ioctl as v4l2
@@ -259,12 +260,14 @@ class V4L2LoopbackSink(Sink):
         self.write_image(frame.image, timings=frame.timings, t0=t)
 
     def write_image(
-        self, image: Image, *, timings: dict[str, float] | None = None, t0: float = 0.0
+        self, picture: Picture, *, timings: dict[str, float] | None = None, t0: float = 0.0
     ) -> None:
-        """Convert and write one BGR image (exactly one frame's bytes)."""
+        """Convert and write one picture, I420 or BGR (exactly one frame's bytes); the
+        ``convert`` stage is the time from ``t0`` to the converted bytes (next to nothing
+        for an I420 picture to an I420 device, which writes the picture's own buffer)."""
         if self._fd is None or self._converter is None:
             raise SinkError("the virtual camera is not open")
-        data = self._converter.convert(image)
+        data = self._converter.convert(picture)
         if timings is not None:
             timings["convert"] = (time.perf_counter() - t0) * 1e3
         try:

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from mattecam.errors import SourceError, UnsupportedFormatError
-from mattecam.frame import Frame, Image
-from mattecam.imaging import cover_fit, open_container, to_bgr
-from mattecam.sources.base import Source, fill_size
+from mattecam.frame import Frame
+from mattecam.imaging import open_container
+from mattecam.imaging.video import to_i420
+from mattecam.imaging.yuv import I420, fit
+from mattecam.sources.base import Source, delivered_size
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ class FileSource(Source):
         size: (width, height) to deliver; frames are scaled to cover it and centre-cropped.
             None keeps the file's size.
 
+    Frames are limited-range I420 (see :func:`~mattecam.imaging.video.to_i420`): the
+    decoder's 4:2:0 planes as they are for nearly every video. A file with an odd side is
+    delivered one column or row smaller, with one warning (4:2:0 needs even sides).
+
     A file that ends before the length its container announces (a truncated download, a
     damaged copy) is played as far as it goes, with one warning that says so; a decoding
     error after the first frame ends the input the same way rather than losing the frames
@@ -67,8 +73,9 @@ class FileSource(Source):
         self.loop = loop
         self._want_size = size
         self._container: Any = None
-        self._frames: Iterator[tuple[Image, float | None]] | None = None
-        self._pending: tuple[Image, float | None] | None = None
+        self._frames: Iterator[tuple[I420, float | None]] | None = None
+        self._pending: tuple[I420, float | None] | None = None
+        self._coded = (0, 0)  # the last decoded frame's size, before rounding to even
         self._seq = 0
         self._t0 = 0.0
         self._offset = 0.0  # media time added for each loop
@@ -99,11 +106,11 @@ class FileSource(Source):
                 f"{self.path} contains no video frames (empty or damaged file)."
             )
         self._pending = first
-        h, w = first[0].shape[:2]
-        self.size = fill_size(self._want_size, (w, h))
+        w, h = self._coded
         log.info("input %s: %dx%d at %.3g fps", self.path, w, h, self.fps)
+        self.size = delivered_size(self._want_size, (w, h), self.path)
 
-    def _decode(self) -> Iterator[tuple[Image, float | None]]:
+    def _decode(self) -> Iterator[tuple[I420, float | None]]:
         import av
 
         container = self._container
@@ -114,7 +121,8 @@ class FileSource(Source):
             error: Exception | None = None
             try:
                 for vf in container.decode(stream):
-                    image = to_bgr(vf)
+                    self._coded = (vf.width, vf.height)
+                    image = to_i420(vf)
                     got += 1
                     end = float(vf.time) if vf.time is not None else None
                     yield image, end
@@ -180,8 +188,8 @@ class FileSource(Source):
         if item is None:
             return None
         image, pts = item
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cover_fit(image, *self.size)
+        if image.size != self.size:
+            image = fit(image, *self.size)
         decode_ms = (time.perf_counter() - t) * 1e3
         media_t = self._offset + (pts if pts is not None else self._seq / self.fps)
         self._last_pts = media_t
