@@ -67,6 +67,7 @@ class BenchOptions:
     sizes: Sequence[tuple[int, int]] = ((1280, 720),)
     frames: int = 300
     codec: str = "mjpeg"
+    chroma: str = "444"
     fps: float | None = None
     background: str = "image"
     pixel_format: str = "yuyv"
@@ -178,9 +179,9 @@ def prepare(opts: BenchOptions, size: tuple[int, int], tmp: Path) -> Prepared:
     """MJPEG (JPEG quality 85, as cameras send) in memory, or an H.264 file on disk."""
     frames, fps = input_frames(opts, size)
     if opts.codec == "mjpeg":
-        # 4:4:4, as the benchmark always used (comparable with earlier tables); webcams send
-        # 4:2:2, which decodes about 10 % faster.
-        jpegs = [encode_jpeg(f, 85, "444") for f in itertools.islice(frames, DISTINCT_JPEGS)]
+        # 4:4:4 by default, as the benchmark always used (comparable with earlier tables);
+        # webcams mostly send 4:2:2 (--chroma 422), which decodes faster.
+        jpegs = [encode_jpeg(f, 85, opts.chroma) for f in itertools.islice(frames, DISTINCT_JPEGS)]
         return Prepared(size, fps, opts.frames, jpegs=jpegs)
     path = tmp / f"bench-{size[0]}x{size[1]}.mp4"
     sink = FileSink(path)
@@ -496,7 +497,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"frames in I420 from decode to output; blend and packing by {yuv}")
     o = report["options"]
     lines.append(
-        f"input: {o['input'] or 'synthetic'} as {o['codec']}, model {o['model']}, refine "
+        f"input: {o['input'] or 'synthetic'} as {o['codec']}"
+        f"{' ' + o.get('chroma', '444') if o['codec'] == 'mjpeg' else ''}, "
+        f"model {o['model']}, refine "
         f"{o['refine']}{'+temporal' if o['temporal'] else ''}{'+crop' if o['crop'] else ''}, "
         f"background {o['background']}, "
         f"output {o['pixel_format']}{', with a competing load' if o['cpu_load'] else ''}"

@@ -358,6 +358,13 @@ def build_bench_parser() -> argparse.ArgumentParser:
         default="mjpeg",
         help="how frames reach the pipeline: mjpeg (camera-like, default) or h264 (a file).",
     )
+    p.add_argument(
+        "--chroma",
+        choices=("444", "422", "420"),
+        default="444",
+        help="chroma subsampling of the MJPEG frames: 444 (default, as earlier tables), "
+        "422 (what most webcams send) or 420.",
+    )
     p.add_argument("--fps", type=float, help="live frame rate (default: the clip's, or 30).")
     p.add_argument(
         "-b",
@@ -706,6 +713,7 @@ def run_bench(argv: list[str]) -> int:
         sizes=ns.size or [(1280, 720)],
         frames=ns.frames,
         codec=ns.codec,
+        chroma=ns.chroma,
         fps=ns.fps,
         background=ns.background,
         pixel_format=ns.pixel_format,
