@@ -337,7 +337,7 @@ def check_libyuv(*, available: bool) -> list[Finding]:
         Finding(
             "info",
             "libyuv",
-            "libyuv is not installed: mattecam uses slower OpenCV paths (about 1 ms more "
+            "libyuv is not installed: mattecam uses slower OpenCV paths (1.5-2 ms more "
             "CPU per 720p frame)",
             "sudo apt install libyuv0",
         )
