@@ -201,11 +201,16 @@ class CameraSource(Source):
         )
         if raw:
             decoder = "libyuv" if libyuv.available() else "OpenCV/simplejpeg"
-            log.info("camera %s: raw %s frames decoded to I420 (%s)", self.device, self.fourcc,
-                     decoder)  # fmt: skip
+            log.info(
+                "camera %s: raw %s frames decoded to I420 (%s)", self.device, self.fourcc, decoder
+            )
         else:
-            log.info("camera %s: raw %s frames unusable (%s); OpenCV converts them to BGR",
-                     self.device, self.fourcc, why)  # fmt: skip
+            log.info(
+                "camera %s: raw %s frames unusable (%s); OpenCV converts them to BGR",
+                self.device,
+                self.fourcc,
+                why,
+            )
 
     def _raw_problem(self, cap: Any, image: Any) -> str | None:
         """Why raw frames cannot be read (the last of :data:`RAW_TRIES` frames' error),
@@ -261,8 +266,11 @@ class CameraSource(Source):
                 error = e
                 self._corrupt += 1
                 if self._corrupt == 1:
-                    log.warning("camera %s: dropped an undecodable frame (%s); more are "
-                                "dropped silently", self.device, e)  # fmt: skip
+                    log.warning(
+                        "camera %s: dropped an undecodable frame (%s); more are dropped silently",
+                        self.device,
+                        e,
+                    )
                 continue
             if pic.size != self.size:
                 pic = fit(pic, *self.size)
