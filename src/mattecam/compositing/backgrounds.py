@@ -13,8 +13,9 @@ import numpy as np
 
 from mattecam.errors import ConfigError, InputNotFoundError, UnsupportedFormatError
 from mattecam.frame import Image
-from mattecam.imaging import cover_fit, open_container, shrink, to_bgr
-from mattecam.imaging.yuv import I420
+from mattecam.imaging import cover_fit, open_container, shrink
+from mattecam.imaging.video import to_i420
+from mattecam.imaging.yuv import I420, fit
 from mattecam.matte.base import Matte
 from mattecam.specs import NAMED_COLORS, VIDEO_SUFFIXES, BackgroundSpec, parse_color
 
@@ -159,7 +160,8 @@ class BlurBackground(Background):
 
 
 class VideoBackground(Background):
-    """A video file played in a loop, one video frame per output frame, scaled to cover."""
+    """A video file played in a loop, one video frame per output frame, scaled to cover,
+    in I420 from the decoder on (no BGR)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -170,24 +172,24 @@ class VideoBackground(Background):
             self.close()
             raise UnsupportedFormatError(f"background video {path} has no video frames.")
 
-    def _decode(self) -> Iterator[Image]:
+    def _decode(self) -> Iterator[I420]:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         while True:
             got = False
             for vf in self._container.decode(stream):
                 got = True
-                yield to_bgr(vf)
+                yield to_i420(vf)
             if not got:
                 return
             self._container.seek(0)
 
     def render(self, frame: I420, matte: Matte) -> I420:
         if self._first is not None:
-            image, self._first = self._first, None
+            picture, self._first = self._first, None
         else:
-            image = next(self._frames)
-        return I420.from_bgr(cover_fit(image, *frame.size))
+            picture = next(self._frames)
+        return fit(picture, *frame.size)
 
     def close(self) -> None:
         if self._container is not None:
